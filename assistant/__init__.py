@@ -1,0 +1,1 @@
+"""daoban assistant package."""

@@ -1,0 +1,1 @@
+"""daoban channels package."""

@@ -1,0 +1,1 @@
+"""daoban doorplate package."""

@@ -1,0 +1,1 @@
+"""daoban nlu package."""
