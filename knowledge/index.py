@@ -1,0 +1,202 @@
+"""The search index over the guide base: sparse BM25 + dense vectors in faiss, fused.
+
+The index is immutable once built; ``SearchService`` swaps a whole new index in with one
+reference assignment, so a search never sees a half-built index.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+
+from knowledge.embed import Encoder, VectorCache
+from knowledge.schema import Audience, Bundle, ServiceItem
+from knowledge.validate import GuideBase
+
+Entry = ServiceItem | Bundle
+Terms = Callable[[str], list[str]]
+
+# Fusion weights and the "no match" threshold, chosen on the development set
+# (benchmarks/retrieval.py prints the figures behind them).
+W_SPARSE = 0.5
+W_DENSE = 0.5
+NO_MATCH = 0.42
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    name: str
+    kind: str
+    score: float  # fused, 0..1; below NO_MATCH means "no match"
+    sparse: float = 0.0
+    dense: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Narrows results: 个人 / 法人, or the entries a door-sign place can handle."""
+
+    audience: Audience | None = None
+    entry_ids: frozenset[str] | None = None
+
+    def allows(self, entry: Entry) -> bool:
+        if self.audience is not None and self.audience not in entry.audience:
+            return False
+        return self.entry_ids is None or entry.id in self.entry_ids
+
+
+class BM25:
+    """Okapi BM25 over a sparse doc×term matrix of precomputed term weights."""
+
+    def __init__(self, docs: Sequence[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1 = k1
+        self.vocab: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        tfs: list[float] = []
+        lengths = np.array([max(len(d), 1) for d in docs], dtype=np.float32)
+        avgdl = float(lengths.mean()) if len(docs) else 1.0
+        df: dict[int, int] = {}
+        for i, doc in enumerate(docs):
+            counts: dict[int, int] = {}
+            for t in doc:
+                j = self.vocab.setdefault(t, len(self.vocab))
+                counts[j] = counts.get(j, 0) + 1
+            for j, c in counts.items():
+                rows.append(i)
+                cols.append(j)
+                tfs.append(c)
+                df[j] = df.get(j, 0) + 1
+        n = len(docs)
+        self.idf = np.zeros(len(self.vocab), dtype=np.float32)
+        for j, d in df.items():
+            self.idf[j] = math.log(1 + (n - d + 0.5) / (d + 0.5))
+        tf = np.array(tfs, dtype=np.float32)
+        r = np.array(rows, dtype=np.int64)
+        c = np.array(cols, dtype=np.int64)
+        norm = k1 * (1 - b + b * lengths[r] / avgdl)
+        w = self.idf[c] * tf * (k1 + 1) / (tf + norm)
+        self.matrix = sparse.csc_matrix((w, (r, c)), shape=(n, len(self.vocab)), dtype=np.float32)
+
+    def scores(self, query: Iterable[str]) -> tuple[npt.NDArray[np.float32], float]:
+        """Raw scores per doc, and the best score a doc could reach for this query."""
+        ids = sorted({self.vocab[t] for t in query if t in self.vocab})
+        if not ids:
+            return np.zeros(self.matrix.shape[0], dtype=np.float32), 0.0
+        s = np.asarray(self.matrix[:, ids].sum(axis=1)).ravel().astype(np.float32)
+        ceiling = float(self.idf[ids].sum() * (self.k1 + 1))
+        return s, ceiling
+
+
+def entry_text(e: Entry) -> str:
+    return "。".join([e.name, "、".join(e.aliases), e.summary])
+
+
+def passages(e: Entry) -> list[str]:
+    """What the dense index embeds for one entry: its names, and its plain summary."""
+    return ["、".join([e.name, *e.aliases]), f"{e.name}：{e.summary}"]
+
+
+@dataclass
+class SearchIndex:
+    guide: GuideBase
+    content_hash: str
+    terms: Terms
+    encoder: Encoder | None
+    cache: VectorCache | None = None
+    entries: list[Entry] = field(init=False)
+    bm25: BM25 = field(init=False)
+    dense: faiss.Index | None = field(init=False, default=None)
+    owner: npt.NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.entries = [*self.guide.items.values(), *self.guide.bundles.values()]
+        docs = []
+        for e in self.entries:
+            # Names and aliases count twice: they are how citizens name an item.
+            names = " ".join([e.name, *e.aliases])
+            docs.append(self.terms(names) * 2 + self.terms(e.summary))
+        self.bm25 = BM25(docs)
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, e in enumerate(self.entries):
+            for p in passages(e):
+                texts.append(p)
+                owners.append(i)
+        self.owner = np.array(owners, dtype=np.int64)
+        if self.encoder is not None:
+            vecs = self.cache.encode(texts) if self.cache else self.encoder.encode(texts)
+            index = faiss.IndexFlatIP(vecs.shape[1])
+            index.add(vecs)
+            self.dense = index
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        scope: Scope | None = None,
+        expansion: Sequence[str] = (),
+        query_vector: npt.NDArray[np.float32] | None = None,
+    ) -> list[Hit]:
+        n = len(self.entries)
+        if n == 0:
+            return []
+        q_terms = self.terms(query) + [t for x in expansion for t in self.terms(x)]
+        raw, ceiling = self.bm25.scores(q_terms)
+        sparse_s = raw / ceiling if ceiling > 0 else raw
+        dense_s = np.zeros(n, dtype=np.float32)
+        if self.dense is not None and self.encoder is not None:
+            qv = query_vector if query_vector is not None else self.encoder.encode([query])
+            depth = min(self.dense.ntotal, max(64, 4 * k))
+            sims, idx = self.dense.search(qv.reshape(1, -1), depth)
+            for sim, j in zip(sims[0], idx[0], strict=True):
+                if j < 0:
+                    continue
+                o = self.owner[j]
+                dense_s[o] = max(dense_s[o], float(sim))
+        fused = W_SPARSE * np.minimum(sparse_s * 1.6, 1.0) + W_DENSE * np.clip(dense_s, 0, 1)
+        order = np.argsort(-fused)
+        hits: list[Hit] = []
+        for i in order:
+            e = self.entries[int(i)]
+            if scope is not None and not scope.allows(e):
+                continue
+            hits.append(
+                Hit(e.id, e.name, e.kind, float(fused[i]), float(sparse_s[i]), float(dense_s[i]))
+            )
+            if len(hits) >= k:
+                break
+        return hits
+
+
+class SearchService:
+    """Holds the current index; rebuilds replace it atomically."""
+
+    def __init__(self, build: Callable[[GuideBase, str], SearchIndex]) -> None:
+        self._build = build
+        self._index: SearchIndex | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> SearchIndex:
+        if self._index is None:
+            raise RuntimeError("search index not built yet")
+        return self._index
+
+    def refresh(self, guide: GuideBase, content_hash: str) -> bool:
+        """Rebuild when the guide content changed; returns True when it did."""
+        with self._lock:
+            if self._index is not None and self._index.content_hash == content_hash:
+                return False
+            new = self._build(guide, content_hash)
+            self._index = new  # one reference assignment: readers see old or new, never half
+            return True

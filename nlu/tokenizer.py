@@ -1,0 +1,113 @@
+"""daoban's tokenizer: its own ``jieba.Tokenizer`` (never the global one), a user
+dictionary generated from the guide base, and the curated everyday-words lexicon."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jieba
+import yaml
+
+from knowledge.validate import GuideBase
+from nlu.normalize import Normalizer
+
+LEXICON = Path(__file__).parent / "data" / "lexicon.yml"
+_HAN_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+")
+_PUNCT = re.compile(r"[（）()《》“”\"'，。、！？?!,.;；:：\s·—\-/]+")
+
+# Function words and question fillers that say nothing about *which* item is meant.
+STOPWORDS = frozenset(
+    """的 了 吗 呢 吧 啊 呀 嘛 哦 哈 么 我 我们 你 你们 他 她 它 要 想 得 地 是 在 有 和 与 及 或
+    怎么 怎么样 怎样 如何 咋 咋整 咋办 咋弄 啥 什么 哪 哪里 哪儿 去哪 请问 一下 这个 那个 那 这 能 可以 可不可以
+    需要 需要什么 办 办理 办啥 弄 整 搞 手续 帮 帮我 给 把 被 就 都 还 也 又 再 刚 刚刚 该 应该 一个 个 下
+    吗? 呗 嘞 啦 呐 咧 不 没 没有 多少 多久 几 天 时候 现在 已经 之后 以后 后 前 里 上 去 来 到 用 让 跟
+    请 您 谢谢 好 好的 对 是不是 有没有 能不能 行 行不行""".split()
+)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    typos: dict[str, str] = field(default_factory=dict)
+    synonyms: dict[str, list[str]] = field(default_factory=dict)
+    words: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path = LEXICON) -> Lexicon:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return cls(
+            typos={str(k): str(v) for k, v in (raw.get("typos") or {}).items()},
+            synonyms={str(k): [str(x) for x in v] for k, v in (raw.get("synonyms") or {}).items()},
+            words=[str(w) for w in raw.get("words") or []],
+        )
+
+
+def guide_vocabulary(guide: GuideBase) -> list[str]:
+    """Names, aliases and material names: the words the user dictionary must keep whole."""
+    words: list[str] = []
+    for e in [*guide.items.values(), *guide.bundles.values()]:
+        words.append(e.name)
+        words.extend(e.aliases)
+        # Parts of official names: 居民身份证补领 → 居民身份证, 补领 via the bracket split.
+        words.extend(p for p in _PUNCT.split(e.name) if len(p) >= 2)
+    for m in guide.materials.values():
+        words.append(m.name)
+        words.extend(p for p in _PUNCT.split(m.name) if len(p) >= 2)
+    for d in guide.departments.values():
+        words.append(d.short)
+    return [w for w in dict.fromkeys(words) if 2 <= len(w) <= 20]
+
+
+class Tokenizer:
+    def __init__(self, guide: GuideBase, lexicon: Lexicon | None = None) -> None:
+        self.lexicon = lexicon or Lexicon.load()
+        self._jieba = jieba.Tokenizer()
+        logging.getLogger("jieba").setLevel(logging.WARNING)
+        self._jieba.initialize()
+        vocab = guide_vocabulary(guide)
+        extra = [*self.lexicon.words, *self.lexicon.synonyms, *self.lexicon.typos.values()]
+        for w in [*vocab, *extra]:
+            if 2 <= len(w) <= 20 and not _PUNCT.search(w):
+                self._jieba.add_word(w, freq=20000)
+        self.vocabulary = list(dict.fromkeys([*vocab, *extra]))
+        self.normalize = Normalizer(self.lexicon.typos, self._pinyin_vocabulary())
+        self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
+
+    def _pinyin_vocabulary(self) -> list[str]:
+        # Guide words plus the common words jieba knows, so "diu le" → 丢了.
+        common = [w for w, f in self._jieba.FREQ.items() if f > 3000 and 1 <= len(w) <= 4]
+        return [*self.vocabulary, *common]
+
+    def words(self, text: str) -> list[str]:
+        """Words of already-normalised text (no stop-word filtering)."""
+        return [w for w in self._jieba.lcut(text) if w.strip() and not _PUNCT.fullmatch(w)]
+
+    def expansions(self, text: str) -> list[str]:
+        """Official terms that everyday phrases in ``text`` stand for."""
+        out: list[str] = []
+        for phrase, terms in self._synonyms:
+            if phrase in text:
+                out.extend(terms)
+        return out
+
+    def terms(self, text: str, *, expand: bool = False) -> list[str]:
+        """Index terms: content words plus character bigrams (robust to segmentation)."""
+        parts = [text, *self.expansions(text)] if expand else [text]
+        out: list[str] = []
+        for part in parts:
+            words = [w for w in self.words(part) if w not in STOPWORDS]
+            out.extend(words)
+            for chunk in _PUNCT.split(part):
+                out.extend(chunk[i : i + 2] for i in range(len(chunk) - 1))
+        return out
+
+    def plain_terms(self, text: str) -> list[str]:
+        """jieba words only: the baseline the evaluation compares against."""
+        return [w for w in self.words(text) if w not in STOPWORDS]
+
+    def add_words(self, words: Iterable[str]) -> None:
+        for w in words:
+            self._jieba.add_word(w, freq=20000)
