@@ -63,12 +63,13 @@ class UseEncoder:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        opts.enable_cpu_mem_arena = False  # the arena keeps the peak batch forever
         opts.register_custom_ops_library(get_library_path())
         self._session = ort.InferenceSession(
             str(_model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
         )
 
-    def encode(self, texts: Sequence[str], batch: int = 128) -> Vectors:
+    def encode(self, texts: Sequence[str], batch: int = 32) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
