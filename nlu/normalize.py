@@ -29,12 +29,14 @@ def to_halfwidth(text: str) -> str:
 class Normalizer:
     """Stateless after construction; safe to share between threads."""
 
-    def __init__(self, typos: Mapping[str, str], vocabulary: Iterable[str]) -> None:
+    def __init__(
+        self, typos: Mapping[str, str], vocabulary: Iterable[str], syllables: Iterable[str] = ()
+    ) -> None:
         # zhconv's default loader leaves its dictionary file open; give it a path instead.
         zhconv.loaddict(str(Path(zhconv.__file__).parent / "zhcdict.json"))
         # Longest first, so 社保咔 wins over a shorter overlapping key.
         self._typos = sorted(typos.items(), key=lambda kv: -len(kv[0]))
-        self._pinyin = PinyinDecoder(vocabulary)
+        self._pinyin = PinyinDecoder(vocabulary, syllables)
 
     def __call__(self, text: str) -> str:
         text = to_halfwidth(text).strip()
@@ -55,16 +57,18 @@ class PinyinDecoder:
 
     MAX_WORD = 6
 
-    def __init__(self, vocabulary: Iterable[str]) -> None:
+    def __init__(self, vocabulary: Iterable[str], syllables: Iterable[str] = ()) -> None:
+        """``vocabulary`` in order of preference: the first word with a given pinyin wins."""
         self._words: dict[tuple[str, ...], str] = {}
-        syllables: set[str] = set()
+        known: set[str] = set(syllables)
         for word in vocabulary:
             if not word or _LATIN.search(word):
                 continue
             key = tuple(lazy_pinyin(word, style=Style.NORMAL, errors="ignore"))
             if 0 < len(key) <= self.MAX_WORD and len(key) == len(word):
                 self._words.setdefault(key, word)
-                syllables.update(key)
+                known.update(key)
+        syllables = known
         self._syllables = syllables
         self._longest = max((len(s) for s in syllables), default=0)
 

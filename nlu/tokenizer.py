@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jieba
 import yaml
+from pypinyin import Style, lazy_pinyin
 
 from knowledge.validate import GuideBase
 from nlu.normalize import Normalizer
@@ -73,13 +74,30 @@ class Tokenizer:
             if 2 <= len(w) <= 20 and not _PUNCT.search(w):
                 self._jieba.add_word(w, freq=20000)
         self.vocabulary = list(dict.fromkeys([*vocab, *extra]))
-        self.normalize = Normalizer(self.lexicon.typos, self._pinyin_vocabulary())
+        self.normalize = Normalizer(
+            self.lexicon.typos, self._pinyin_vocabulary(guide), self._syllables()
+        )
         self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
 
-    def _pinyin_vocabulary(self) -> list[str]:
-        # Guide words plus the common words jieba knows, so "diu le" → 丢了.
-        common = [w for w, f in self._jieba.FREQ.items() if f > 3000 and 1 <= len(w) <= 4]
-        return [*self.vocabulary, *common]
+    def _pinyin_vocabulary(self, guide: GuideBase) -> list[str]:
+        """Guide words first, then common words by frequency, so "ti qu" → 提取 not 体区."""
+        texts = [f"{e.name} {' '.join(e.aliases)} {e.summary}"
+                 for e in [*guide.items.values(), *guide.bundles.values()]]
+        guide_words = [w for t in texts for w in self._jieba.lcut(t) if len(w) >= 2]
+        common = sorted(
+            ((w, f) for w, f in self._jieba.FREQ.items() if f > 0 and 1 <= len(w) <= 4),
+            key=lambda wf: -wf[1],
+        )[:60000]
+        return [*self.vocabulary, *guide_words, *(w for w, _ in common)]
+
+    def _syllables(self) -> set[str]:
+        return {
+            p
+            for w, f in self._jieba.FREQ.items()
+            if len(w) == 1 and f > 0
+            for p in lazy_pinyin(w, style=Style.NORMAL, errors="ignore")
+            if p.isalpha() and p.isascii()
+        }
 
     def words(self, text: str) -> list[str]:
         """Words of already-normalised text (no stop-word filtering)."""
@@ -98,7 +116,11 @@ class Tokenizer:
         parts = [text, *self.expansions(text)] if expand else [text]
         out: list[str] = []
         for part in parts:
-            words = [w for w in self.words(part) if w not in STOPWORDS]
+            # Search mode also yields the sub-words of long words: 居民户口簿 → 户口, 户口簿.
+            words = [
+                w for w in self._jieba.lcut_for_search(part)
+                if w.strip() and w not in STOPWORDS and not _PUNCT.fullmatch(w)
+            ]
             out.extend(words)
             for chunk in _PUNCT.split(part):
                 out.extend(chunk[i : i + 2] for i in range(len(chunk) - 1))
