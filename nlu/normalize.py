@@ -7,6 +7,7 @@ turned back into characters using the guide base's own vocabulary.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -30,13 +31,17 @@ class Normalizer:
     """Stateless after construction; safe to share between threads."""
 
     def __init__(
-        self, typos: Mapping[str, str], vocabulary: Iterable[str], syllables: Iterable[str] = ()
+        self,
+        typos: Mapping[str, str],
+        vocabulary: Iterable[str],
+        syllables: Iterable[str] = (),
+        common: Iterable[tuple[str, int]] = (),
     ) -> None:
         # zhconv's default loader leaves its dictionary file open; give it a path instead.
         zhconv.loaddict(str(Path(zhconv.__file__).parent / "zhcdict.json"))
         # Longest first, so 社保咔 wins over a shorter overlapping key.
         self._typos = sorted(typos.items(), key=lambda kv: -len(kv[0]))
-        self._pinyin = PinyinDecoder(vocabulary, syllables)
+        self._pinyin = PinyinDecoder(vocabulary, syllables, common)
 
     def __call__(self, text: str) -> str:
         text = to_halfwidth(text).strip()
@@ -53,24 +58,53 @@ class Normalizer:
 
 
 class PinyinDecoder:
-    """Turns toneless pinyin back into words of a known vocabulary (longest match)."""
+    """Turns toneless pinyin back into words: the most probable segmentation under a
+    unigram model (jieba's word frequencies), with the guide's own words preferred."""
 
     MAX_WORD = 6
+    GUIDE_FREQ = 200_000  # a guide word counts like a very common word
+    UNKNOWN = -30.0  # log-probability of leaving a syllable undecoded
 
-    def __init__(self, vocabulary: Iterable[str], syllables: Iterable[str] = ()) -> None:
-        """``vocabulary`` in order of preference: the first word with a given pinyin wins."""
-        self._words: dict[tuple[str, ...], str] = {}
+    def __init__(
+        self,
+        vocabulary: Iterable[str],
+        syllables: Iterable[str] = (),
+        common: Iterable[tuple[str, int]] = (),
+    ) -> None:
+        """``vocabulary``: the guide's words (phrase-exact pinyin). ``common``: (word, freq)
+        pairs, spelled character by character (fast; phrase-level polyphone readings only
+        matter for the guide's own words)."""
+        self._words: dict[tuple[str, ...], tuple[str, float]] = {}
         known: set[str] = set(syllables)
-        for word in vocabulary:
-            if not word or _LATIN.search(word):
+        chars: dict[str, str] = {}
+
+        def spell(word: str) -> tuple[str, ...]:
+            out = []
+            for ch in word:
+                if ch not in chars:
+                    py = lazy_pinyin(ch, style=Style.NORMAL, errors="ignore")
+                    chars[ch] = py[0] if py else ""
+                out.append(chars[ch])
+            return tuple(out) if all(out) else ()
+
+        entries = [(w, self.GUIDE_FREQ, True) for w in vocabulary]
+        entries += [(w, f, False) for w, f in common]
+        total = float(sum(f for _, f, _ in entries) or 1)
+        for word, freq, exact in entries:
+            if not word or _LATIN.search(word) or freq <= 0:
                 continue
-            key = tuple(lazy_pinyin(word, style=Style.NORMAL, errors="ignore"))
+            key = (
+                tuple(lazy_pinyin(word, style=Style.NORMAL, errors="ignore"))
+                if exact
+                else spell(word)
+            )
             if 0 < len(key) <= self.MAX_WORD and len(key) == len(word):
-                self._words.setdefault(key, word)
+                logp = math.log(freq / total)
+                if key not in self._words or self._words[key][1] < logp:
+                    self._words[key] = (word, logp)
                 known.update(key)
-        syllables = known
-        self._syllables = syllables
-        self._longest = max((len(s) for s in syllables), default=0)
+        self._syllables = known
+        self._longest = max((len(x) for x in known), default=0)
 
     def _split(self, chunk: str) -> list[str] | None:
         """Split run-together pinyin ("shenfenzheng") into known syllables."""
@@ -95,23 +129,27 @@ class PinyinDecoder:
             if parts is None:
                 return None
             syllables.extend(parts)
-        if len(syllables) < 2:
+        n = len(syllables)
+        if n < 2:
             return None
-        out: list[str] = []
-        i = 0
-        decoded = 0
-        while i < len(syllables):
-            for size in range(min(self.MAX_WORD, len(syllables) - i), 0, -1):
-                word = self._words.get(tuple(syllables[i : i + size]))
-                if word is not None:
-                    out.append(word)
-                    decoded += size
-                    i += size
-                    break
-            else:
-                out.append(syllables[i])
-                i += 1
+        # best[i]: (log-probability, words, decoded syllables) of the best decoding of [:i]
+        best: list[tuple[float, list[str], int]] = [(0.0, [], 0)] + [(-math.inf, [], 0)] * n
+        for i in range(n):
+            score, words, decoded = best[i]
+            if score == -math.inf:
+                continue
+            for size in range(1, min(self.MAX_WORD, n - i) + 1):
+                hit = self._words.get(tuple(syllables[i : i + size]))
+                if hit is None:
+                    if size > 1:
+                        continue
+                    cand = (score + self.UNKNOWN, [*words, syllables[i]], decoded)
+                else:
+                    cand = (score + hit[1], [*words, hit[0]], decoded + size)
+                if cand[0] > best[i + size][0]:
+                    best[i + size] = cand
+        _, words, decoded = best[n]
         # Mostly undecodable: it was probably English, not pinyin.
-        if decoded * 2 < len(syllables):
+        if decoded * 2 < n:
             return None
-        return "".join(out)
+        return "".join(words)

@@ -74,12 +74,11 @@ class Tokenizer:
             if 2 <= len(w) <= 20 and not _PUNCT.search(w):
                 self._jieba.add_word(w, freq=20000)
         self.vocabulary = list(dict.fromkeys([*vocab, *extra]))
-        self.normalize = Normalizer(
-            self.lexicon.typos, self._pinyin_vocabulary(guide), self._syllables()
-        )
+        guide_words, common = self._pinyin_vocabulary(guide)
+        self.normalize = Normalizer(self.lexicon.typos, guide_words, self._syllables(), common)
         self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
 
-    def _pinyin_vocabulary(self, guide: GuideBase) -> list[str]:
+    def _pinyin_vocabulary(self, guide: GuideBase) -> tuple[list[str], list[tuple[str, int]]]:
         """Guide words first, then common words by frequency, so "ti qu" → 提取 not 体区."""
         texts = [f"{e.name} {' '.join(e.aliases)} {e.summary}"
                  for e in [*guide.items.values(), *guide.bundles.values()]]
@@ -88,7 +87,7 @@ class Tokenizer:
             ((w, f) for w, f in self._jieba.FREQ.items() if f > 0 and 1 <= len(w) <= 4),
             key=lambda wf: -wf[1],
         )[:60000]
-        return [*self.vocabulary, *guide_words, *(w for w, _ in common)]
+        return list(dict.fromkeys([*self.vocabulary, *guide_words])), common
 
     def _syllables(self) -> set[str]:
         return {
