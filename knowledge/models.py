@@ -63,6 +63,7 @@ class EntryRow(Base):
     where: Mapped[dict[str, Any]] = mapped_column(JSON)
     visits: Mapped[int] = mapped_column(Integer)
     phone: Mapped[str | None] = mapped_column(String(40))
+    high_frequency: Mapped[bool] = mapped_column(Boolean, default=False)
     result: Mapped[str | None] = mapped_column(String(120))
     flags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     legal_basis: Mapped[list[Any]] = mapped_column(JSON)

@@ -198,6 +198,7 @@ class _Entry(Strict):
     where: Where
     visits: int = Field(ge=0, le=5)  # 到现场次数
     phone: str | None = None  # consult phone; only hotlines or numbers with a source
+    high_frequency: bool = False  # 高频事项: offered first when a question is vague
     faq: list[Faq] = Field(default_factory=list)
     provenance: Provenance
 

@@ -58,6 +58,7 @@ def _entry_row(e: ServiceItem | Bundle) -> EntryRow:
         for k in (
             "id", "kind", "name", "summary", "aliases", "audience", "conditions", "time_limit",
             "fee", "channels", "where", "visits", "phone", "faq", "provenance",
+            "high_frequency",
         )
     }
     if isinstance(e, ServiceItem):
@@ -195,6 +196,7 @@ def _entry_model(r: EntryRow) -> ServiceItem | Bundle:
         "audience": r.audience, "conditions": r.conditions, "time_limit": r.time_limit,
         "fee": r.fee, "channels": r.channels, "where": r.where, "visits": r.visits,
         "phone": r.phone, "faq": r.faq, "provenance": r.provenance,
+        "high_frequency": r.high_frequency,
     }
     if r.kind == "bundle":
         return Bundle.model_validate(

@@ -64,6 +64,7 @@ class PinyinDecoder:
     MAX_WORD = 6
     GUIDE_FREQ = 200_000  # a guide word counts like a very common word
     UNKNOWN = -30.0  # log-probability of leaving a syllable undecoded
+    EXACT = 20_000
 
     def __init__(
         self,
@@ -87,7 +88,8 @@ class PinyinDecoder:
                 out.append(chars[ch])
             return tuple(out) if all(out) else ()
 
-        entries = [(w, self.GUIDE_FREQ, True) for w in vocabulary]
+        # Exact (phrase-level) pinyin is slow: only for the first words of the vocabulary.
+        entries = [(w, self.GUIDE_FREQ, i < self.EXACT) for i, w in enumerate(vocabulary)]
         entries += [(w, f, False) for w, f in common]
         total = float(sum(f for _, f, _ in entries) or 1)
         for word, freq, exact in entries:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,8 +79,9 @@ class Tokenizer:
 
     def _pinyin_vocabulary(self, guide: GuideBase) -> tuple[list[str], list[tuple[str, int]]]:
         """Guide words first, then common words by frequency, so "ti qu" → 提取 not 体区."""
-        texts = [f"{e.name} {' '.join(e.aliases)} {e.summary}"
-                 for e in [*guide.items.values(), *guide.bundles.values()]]
+        entries = [*guide.items.values(), *guide.bundles.values()]
+        # Summaries add everyday words the guide uses; too slow to segment for huge guides.
+        texts = [e.summary for e in entries] if len(entries) <= 20_000 else []
         guide_words = [w for t in texts for w in self._jieba.lcut(t) if len(w) >= 2]
         common = sorted(
             ((w, f) for w, f in self._jieba.FREQ.items() if f > 0 and 1 <= len(w) <= 4),
@@ -128,7 +128,3 @@ class Tokenizer:
     def plain_terms(self, text: str) -> list[str]:
         """jieba words only: the baseline the evaluation compares against."""
         return [w for w in self.words(text) if w not in STOPWORDS]
-
-    def add_words(self, words: Iterable[str]) -> None:
-        for w in words:
-            self._jieba.add_word(w, freq=20000)

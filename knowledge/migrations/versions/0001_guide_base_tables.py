@@ -75,6 +75,7 @@ def upgrade() -> None:
     sa.Column('where', sa.JSON(), nullable=False),
     sa.Column('visits', sa.Integer(), nullable=False),
     sa.Column('phone', sa.String(length=40), nullable=True),
+    sa.Column('high_frequency', sa.Boolean(), nullable=False),
     sa.Column('result', sa.String(length=120), nullable=True),
     sa.Column('flags', sa.JSON(), nullable=True),
     sa.Column('legal_basis', sa.JSON(), nullable=False),

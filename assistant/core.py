@@ -1,0 +1,150 @@
+"""``Assistant.handle(UserMessage) -> list[Reply]``: one lock per conversation around
+load → understand → step → save, as Rasa's ``agent.handle_message`` does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from assistant.flows import Ctx, Outcome, checklist, step
+from assistant.model import Conversation, ConversationMode, Reply, UserMessage
+from assistant.store import Event, SqlConversationStore
+from knowledge.validate import GuideBase
+from nlu.understand import Understanding
+
+log = logging.getLogger(__name__)
+
+# Most asked items, offered when daoban did not understand (by id; missing ones are skipped).
+POPULAR = [
+    "newborn-bundle", "id-card-replacement", "social-security-card-replace",
+    "hpf-withdraw-rent", "offsite-medical-filing", "residence-permit",
+]
+
+
+class AssistantError(Exception):
+    pass
+
+
+class ConversationNotFound(AssistantError):
+    pass
+
+
+class MessageRejected(AssistantError):
+    """The message itself is unacceptable (empty, too long)."""
+
+
+class Assistant:
+    def __init__(
+        self,
+        guide: GuideBase,
+        understanding: Understanding,
+        store: SqlConversationStore,
+        *,
+        max_chars: int = 1000,
+    ) -> None:
+        self.guide = guide
+        self.understanding = understanding
+        self.store = store
+        self.max_chars = max_chars
+        self.ctx = Ctx(guide, [p for p in POPULAR if guide.entry(p) is not None])
+        self._locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        lock = self._locks.get(cid)
+        if lock is None:
+            lock = self._locks[cid] = asyncio.Lock()
+            # Keep the table bounded; an evicted lock is never held (checked below).
+            while len(self._locks) > 10_000:
+                old_id, old = next(iter(self._locks.items()))
+                if old.locked():
+                    break
+                del self._locks[old_id]
+        self._locks.move_to_end(cid)
+        return lock
+
+    async def create(self, channel: str = "rest", conversation_id: str | None = None) -> str:
+        conv = Conversation(conversation_id or uuid.uuid4().hex, channel=channel)
+        await anyio.to_thread.run_sync(self.store.create, conv)
+        return conv.id
+
+    async def exists(self, conversation_id: str) -> bool:
+        return await anyio.to_thread.run_sync(self.store.load, conversation_id) is not None
+
+    async def handle(self, msg: UserMessage, *, create: bool = False) -> list[Reply]:
+        text = msg.text.strip()
+        if not text:
+            raise MessageRejected("消息不能为空")
+        if len(text) > self.max_chars:
+            raise MessageRejected(f"消息太长了（{len(text)} 字），请控制在 {self.max_chars} 字以内")
+        async with self._lock(msg.conversation_id):
+            if msg.message_id is not None:
+                seen = await anyio.to_thread.run_sync(
+                    self.store.processed, msg.conversation_id, msg.message_id
+                )
+                if seen is not None:
+                    return seen
+            conv = await anyio.to_thread.run_sync(self.store.load, msg.conversation_id)
+            if conv is None:
+                if not create:
+                    raise ConversationNotFound(msg.conversation_id)
+                conv = Conversation(msg.conversation_id, channel=msg.channel)
+            if msg.place and not conv.place:
+                conv.place = msg.place
+            out = await anyio.to_thread.run_sync(self._process, conv, text)
+            events = [
+                Event("user", {"text": text, "channel": msg.channel}),
+                *out.events,
+                *(Event("bot", r.as_dict()) for r in out.replies),
+            ]
+            await anyio.to_thread.run_sync(
+                lambda: self.store.save(
+                    conv, events, message_id=msg.message_id, replies=out.replies,
+                    unanswered=out.unanswered, ratings=out.ratings, comment=out.comment,
+                )
+            )
+            return out.replies
+
+    def _process(self, conv: Conversation, text: str) -> Outcome:
+        if conv.mode is ConversationMode.WITH_AGENT:
+            # A human owns the conversation: the bot never answers. The agent desk
+            # (another package) delivers the message; here it is only recorded.
+            out = Outcome()
+            out.events.append(Event("message_for_agent", {"text": text}))
+            return out
+        understood = self.understanding.understand(text)
+        return step(conv, text, understood, self.ctx)
+
+    async def state(self, conversation_id: str) -> dict[str, Any]:
+        conv = await anyio.to_thread.run_sync(self.store.load, conversation_id)
+        if conv is None:
+            raise ConversationNotFound(conversation_id)
+        events = await anyio.to_thread.run_sync(self.store.events, conversation_id)
+        cur = self.guide.entry(conv.current) if conv.current else None
+        return {
+            "id": conv.id,
+            "mode": conv.mode.value,
+            "stage": conv.stage.value,
+            "current_item": None if cur is None else {"id": cur.id, "name": cur.name,
+                                                      "kind": cur.kind},
+            "checklist": checklist(conv, self.ctx),
+            "transcript": _transcript(events),
+        }
+
+
+def _transcript(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for e in events:
+        if e["type"] == "user":
+            out.append({"from": "citizen", "text": e["text"], "at": e["at"]})
+        elif e["type"] == "bot":
+            out.append({"from": "bot", "text": e["text"], "buttons": e.get("buttons", []),
+                        "card": e.get("card"), "at": e["at"]})
+        elif e["type"] == "mode":
+            out.append({"from": "system", "mode": e["mode"], "at": e["at"]})
+    return out

@@ -1,0 +1,164 @@
+"""Cards and short texts for one guide entry: what a citizen reads.
+
+Short sentences, no more than five buttons, nothing that needs scrolling on a phone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assistant.model import Button
+from knowledge.bundles import MergedMaterial, merge_materials
+from knowledge.schema import (
+    Bundle,
+    ChannelType,
+    Confidence,
+    MaterialSource,
+    MaterialUse,
+    Necessity,
+    ServiceItem,
+)
+from knowledge.validate import GuideBase
+
+Entry = ServiceItem | Bundle
+CAVEAT = "以窗口最新告知为准"
+HOTLINE = "12345"
+
+CARD_BUTTONS = (
+    Button("查看材料", "/materials"),
+    Button("逐项核对材料", "/walk"),
+    Button("在哪办", "/where"),
+    Button("转人工", "/human"),
+)
+
+
+def book(name: str) -> str:
+    return f"《{name}》"
+
+
+def plain_name(e: Entry) -> str | None:
+    return e.aliases[0] if e.aliases else None
+
+
+def caveat(e: Entry) -> str | None:
+    if e.provenance.confidence is Confidence.OFFICIAL:
+        return None
+    return f"以上信息依据{'公开资料' if e.provenance.confidence is Confidence.THIRD_PARTY else '通用规定'}整理，{CAVEAT}。"
+
+
+def online_channels(e: Entry) -> list[str]:
+    return [
+        f"{c.type.value}：{c.name}"
+        for c in e.channels
+        if c.type in (ChannelType.ONLINE, ChannelType.MOBILE, ChannelType.KIOSK, ChannelType.POST)
+    ]
+
+
+def members(guide: GuideBase, e: Entry) -> list[ServiceItem]:
+    if isinstance(e, ServiceItem):
+        return [e]
+    return [guide.items[m] for m in e.members if m in guide.items]
+
+
+def situations_needed(guide: GuideBase, e: Entry) -> list[tuple[str, str]]:
+    """(item id, situation id) pairs that change the material list: asked only then."""
+    out = []
+    for item in members(guide, e):
+        used = {sid for m in item.materials for sid in m.when}
+        out.extend((item.id, s.id) for s in item.situations if s.id in used)
+    return out
+
+
+def applicable(
+    guide: GuideBase, e: Entry, answers: dict[str, dict[str, str]]
+) -> list[MergedMaterial]:
+    """The materials this citizen needs, given the 办事情形 answered so far.
+
+    A material whose situation is not answered yet is kept (better one too many)."""
+    items = []
+    for item in members(guide, e):
+        given = answers.get(item.id, {})
+        uses = [
+            m for m in item.materials
+            if all(given.get(sid) in opts or sid not in given for sid, opts in m.when.items())
+        ]
+        items.append(item.model_copy(update={"materials": uses}))
+    return merge_materials(guide, items)
+
+
+def material_line(guide: GuideBase, m: MergedMaterial, *, conditional: bool = True) -> str:
+    u = m.use
+    parts = [f"{book(m.name)}{u.form.value}{'' if u.copies == 1 else f' {u.copies}份'}"]
+    tags = []
+    if u.source is MaterialSource.SHARED:
+        tags.append("部门共享，免提交")
+    elif u.source is MaterialSource.E_LICENSE:
+        tags.append("可调取电子证照")
+    if u.necessity is Necessity.DEFERRABLE:
+        tags.append("可容缺后补")
+    elif u.necessity is Necessity.COMMITMENT:
+        tags.append("可用告知承诺代替")
+    if conditional and m.conditions:
+        tags.append("特定情形需要")
+    if tags:
+        parts.append(f"（{'，'.join(tags)}）")
+    return "".join(parts)
+
+
+def skip_reason(use: MaterialUse) -> str | None:
+    """Why a material need not be brought at all, or None when it must be."""
+    if use.source is MaterialSource.SHARED:
+        return "部门之间已共享这项信息，不用您提交"
+    if use.source is MaterialSource.E_LICENSE:
+        return "窗口可以调取电子证照，不用带纸质件"
+    return None
+
+
+def card(guide: GuideBase, e: Entry, n_materials: int) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "type": e.kind,
+        "id": e.id,
+        "name": e.name,
+        "plain_name": plain_name(e),
+        "summary": e.summary,
+        "audience": [a.value for a in e.audience],
+        "conditions": e.conditions[:3],
+        "time_limit": e.time_limit.text,
+        "fee": e.fee.text,
+        "where": e.where.text,
+        "online": online_channels(e),
+        "visits": e.visits,
+        "materials_count": n_materials,
+        "caveat": caveat(e),
+        "source": e.provenance.source,
+    }
+    if isinstance(e, Bundle):
+        d["members"] = [{"id": m.id, "name": m.name} for m in members(guide, e)]
+        d["reductions"] = [
+            f"{r.what} {r.before}{r.unit}→{r.after}{r.unit}（{r.place}，来源：{r.source}）"
+            for r in e.reductions
+        ]
+    return d
+
+
+def card_text(guide: GuideBase, e: Entry, n_materials: int) -> str:
+    lines = [f"【{e.name}】" + (f"（俗称：{plain_name(e)}）" if plain_name(e) else "")]
+    lines.append(e.summary)
+    if isinstance(e, Bundle):
+        lines.append("一次办好这些事：" + "、".join(m.name for m in members(guide, e)))
+        for r in e.reductions:
+            lines.append(f"已公布的成效：{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}（{r.place}）")
+    who = "、".join(a.value for a in e.audience)
+    lines.append(f"谁能办：{who}" + (f"；{e.conditions[0]}" if e.conditions else ""))
+    lines.append(f"多久办好：{e.time_limit.text}")
+    lines.append(f"收费：{e.fee.text}")
+    lines.append(f"在哪办：{e.where.text}")
+    online = online_channels(e)
+    lines.append("网上/掌上办：" + ("；".join(online) if online else "暂不支持，需到现场"))
+    lines.append(f"到现场次数：{e.visits}次" if e.visits else "到现场次数：0次（不用跑）")
+    lines.append(f"需要材料：{n_materials}项")
+    c = caveat(e)
+    if c:
+        lines.append(c)
+    return "\n".join(lines)
+

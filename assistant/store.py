@@ -1,0 +1,239 @@
+"""Conversation storage (SQLAlchemy 2): conversation state, an append-only event log,
+processed message ids (so a repeat is answered once), unanswered questions, ratings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from assistant.model import Conversation, Reply
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_assistant"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[str] = mapped_column(String(20), index=True)
+    current: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class EventRow(Base):
+    """Append-only: a conversation's transcript and audit trail."""
+
+    __tablename__ = "conversation_events"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(30))  # user | bot | mode | rating | unanswered
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    message_id: Mapped[str | None] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ProcessedRow(Base):
+    """A message id already handled, and the replies it got (returned again on a repeat)."""
+
+    __tablename__ = "processed_messages"
+    conversation_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    replies: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class UnansweredRow(Base):
+    """Questions daoban could not answer: the guide editors' work list."""
+
+    __tablename__ = "unanswered_questions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String(160), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    normalized: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(String(30))  # no_match | out_of_scope
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class RatingRow(Base):
+    """好差评: 1 (非常不满意) … 5 (非常满意), against the conversation and the item."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(String(160), index=True)
+    entry_id: Mapped[str | None] = mapped_column(String(80), index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(10), default="bot")  # bot | agent
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    payload: dict[str, Any]
+
+
+def migrate(engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    command.upgrade(cfg, "head")
+
+
+class SqlConversationStore:
+    """Synchronous on purpose: the assistant calls it from a worker thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, conversation: Conversation) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.add(
+                ConversationRow(
+                    id=conversation.id,
+                    channel=conversation.channel,
+                    mode=conversation.mode.value,
+                    current=conversation.current,
+                    state=conversation.to_state(),
+                )
+            )
+
+    def load(self, conversation_id: str) -> Conversation | None:
+        with Session(self.engine) as s:
+            row = s.get(ConversationRow, conversation_id)
+            return None if row is None else Conversation.from_state(row.id, row.state)
+
+    def processed(self, conversation_id: str, message_id: str) -> list[Reply] | None:
+        with Session(self.engine) as s:
+            row = s.get(ProcessedRow, (conversation_id, message_id))
+            return None if row is None else [Reply.from_dict(r) for r in row.replies]
+
+    def save(
+        self,
+        conversation: Conversation,
+        events: Sequence[Event],
+        *,
+        message_id: str | None = None,
+        replies: Sequence[Reply] = (),
+        unanswered: Sequence[tuple[str, str, str]] = (),
+        ratings: Sequence[tuple[str | None, int, str | None]] = (),
+        comment: str | None = None,
+    ) -> None:
+        """State, events, the processed id and side records in one transaction."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ConversationRow, conversation.id)
+            if row is None:
+                row = ConversationRow(id=conversation.id, channel=conversation.channel)
+                s.add(row)
+            row.mode = conversation.mode.value
+            row.current = conversation.current
+            row.state = conversation.to_state()
+            row.updated_at = _now()
+            s.flush()
+            seq = s.scalar(
+                select(func.coalesce(func.max(EventRow.seq), 0)).where(
+                    EventRow.conversation_id == conversation.id
+                )
+            ) or 0
+            for e in events:
+                seq += 1
+                s.add(
+                    EventRow(
+                        conversation_id=conversation.id, seq=seq, type=e.type,
+                        payload=e.payload, message_id=message_id,
+                    )
+                )
+            if message_id is not None:
+                s.add(
+                    ProcessedRow(
+                        conversation_id=conversation.id,
+                        message_id=message_id,
+                        replies=[r.as_dict() for r in replies],
+                    )
+                )
+            for text, norm, reason in unanswered:
+                s.add(UnansweredRow(conversation_id=conversation.id, text=text,
+                                    normalized=norm, reason=reason))
+            for entry, score, text in ratings:
+                s.add(RatingRow(conversation_id=conversation.id, entry_id=entry, score=score,
+                                comment=text))
+            if comment is not None:
+                s.flush()
+                last = s.scalars(
+                    select(RatingRow)
+                    .where(RatingRow.conversation_id == conversation.id)
+                    .order_by(RatingRow.id.desc())
+                    .limit(1)
+                ).first()
+                if last is not None:
+                    last.comment = comment
+
+    def events(self, conversation_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as s:
+            rows = s.scalars(
+                select(EventRow)
+                .where(EventRow.conversation_id == conversation_id)
+                .order_by(EventRow.seq)
+            )
+            return [
+                {"seq": r.seq, "type": r.type, "at": r.created_at.isoformat(), **r.payload}
+                for r in rows
+            ]
+
+    def unanswered(self, limit: int = 100) -> list[dict[str, Any]]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(UnansweredRow).order_by(UnansweredRow.id.desc()).limit(limit))
+            return [{"text": r.text, "reason": r.reason, "conversation_id": r.conversation_id}
+                    for r in rows]
+
+    def ratings(self, conversation_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as s:
+            rows = s.scalars(select(RatingRow).where(RatingRow.conversation_id == conversation_id))
+            return [{"entry_id": r.entry_id, "score": r.score, "comment": r.comment}
+                    for r in rows]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
