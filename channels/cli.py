@@ -101,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_later_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands whose implementation lives in other modules (imported lazily: fast CLI)."""
-    from channels import cli_nlu
+    from channels import cli_chat, cli_nlu
 
     cli_nlu.register(sub)
+    cli_chat.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,6 @@ reference assignment, so a search never sees a half-built index.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -62,34 +61,33 @@ class Scope:
 
 
 class BM25:
-    """Okapi BM25 over a sparse doc×term matrix of precomputed term weights."""
+    """Okapi BM25 over a sparse doc×term matrix of precomputed term weights.
 
-    def __init__(self, docs: Sequence[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
+    Built from an iterable of documents, one at a time, into compact numpy arrays: a
+    100k-document guide base must not hold millions of Python ints while indexing."""
+
+    def __init__(self, docs: Iterable[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
         self.k1 = k1
         self.vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        tfs: list[float] = []
-        lengths = np.array([max(len(d), 1) for d in docs], dtype=np.float32)
-        avgdl = float(lengths.mean()) if len(docs) else 1.0
-        df: dict[int, int] = {}
-        for i, doc in enumerate(docs):
-            counts: dict[int, int] = {}
-            for t in doc:
-                j = self.vocab.setdefault(t, len(self.vocab))
-                counts[j] = counts.get(j, 0) + 1
-            for j, c in counts.items():
-                rows.append(i)
-                cols.append(j)
-                tfs.append(c)
-                df[j] = df.get(j, 0) + 1
-        n = len(docs)
-        self.idf = np.zeros(len(self.vocab), dtype=np.float32)
-        for j, d in df.items():
-            self.idf[j] = math.log(1 + (n - d + 0.5) / (d + 0.5))
-        tf = np.array(tfs, dtype=np.float32)
-        r = np.array(rows, dtype=np.int64)
-        c = np.array(cols, dtype=np.int64)
+        col_parts: list[npt.NDArray[np.int32]] = []
+        tf_parts: list[npt.NDArray[np.float32]] = []
+        lens: list[int] = []
+        for doc in docs:
+            ids = np.fromiter(
+                (self.vocab.setdefault(t, len(self.vocab)) for t in doc), dtype=np.int32
+            )
+            uniq, counts = np.unique(ids, return_counts=True)
+            col_parts.append(uniq.astype(np.int32))
+            tf_parts.append(counts.astype(np.float32))
+            lens.append(max(len(doc), 1))
+        n = len(lens)
+        lengths = np.array(lens, dtype=np.float32)
+        avgdl = float(lengths.mean()) if n else 1.0
+        c = np.concatenate(col_parts) if col_parts else np.zeros(0, dtype=np.int32)
+        tf = np.concatenate(tf_parts) if tf_parts else np.zeros(0, dtype=np.float32)
+        r = np.repeat(np.arange(n, dtype=np.int32), [len(x) for x in col_parts])
+        df = np.bincount(c, minlength=len(self.vocab)).astype(np.float32)
+        self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
         norm = k1 * (1 - b + b * lengths[r] / avgdl)
         w = self.idf[c] * tf * (k1 + 1) / (tf + norm)
         self.matrix = sparse.csc_matrix((w, (r, c)), shape=(n, len(self.vocab)), dtype=np.float32)
@@ -159,19 +157,19 @@ class SearchIndex:
 
     def __post_init__(self) -> None:
         self.entries = [*self.guide.items.values(), *self.guide.bundles.values()]
-        docs = []
         self.surfaces: dict[str, list[int]] = {}
         for i, e in enumerate(self.entries):
-            # Names and aliases count three times: they are how citizens name an item.
-            names = " ".join([e.name, *e.aliases])
-            docs.append(self.terms(names) * 3 + self.terms(e.summary))
             for s in {e.name, *e.aliases}:
                 if len(s) >= 2:
                     self.surfaces.setdefault(s.lower(), []).append(i)
         self.longest_surface = max((len(s) for s in self.surfaces), default=0)
         self.is_bundle = np.array([e.kind == "bundle" for e in self.entries], dtype=bool)
         self.frequent = np.array([e.high_frequency for e in self.entries], dtype=np.float32)
-        self.bm25 = BM25(docs)
+        # Names and aliases count three times: they are how citizens name an item.
+        self.bm25 = BM25(
+            self.terms(" ".join([e.name, *e.aliases])) * 3 + self.terms(e.summary)
+            for e in self.entries
+        )
         texts: list[str] = []
         owners: list[int] = []
         large = len(self.entries) > LARGE

@@ -1,0 +1,114 @@
+"""``create_app(settings)``: the composition root. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assistant.core import Assistant, ConversationNotFound, MessageRejected
+from assistant.store import SqlConversationStore
+from assistant.store import migrate as migrate_conversations
+from channels.settings import Settings
+from knowledge.db import make_engine
+from knowledge.db import migrate as migrate_guide
+from knowledge.store import ensure_loaded, load_stored, stored_hash
+from nlu.understand import Understanding
+
+log = logging.getLogger("daoban")
+MAX_BODY = 64 * 1024  # bytes; a chat message is at most a few KB
+
+
+@dataclass
+class Services:
+    settings: Settings
+    assistant: Assistant
+    guide_hash: str
+
+
+def build_services(settings: Settings) -> Services:
+    """Blocking set-up (database, guide base, NLU training, index): run in a thread."""
+    engine = make_engine(settings.database_url)
+    migrate_guide(engine)
+    migrate_conversations(engine)
+    counts = ensure_loaded(engine, settings.guide_path)
+    if counts is not None:
+        log.info("loaded the bundled guide base: %s", counts)
+    guide = load_stored(engine)
+    content = stored_hash(engine) or "unknown"
+    understanding = Understanding(guide, content, index_dir=settings.index_dir)
+    assistant = Assistant(
+        guide, understanding, SqlConversationStore(engine), max_chars=settings.max_message_chars
+    )
+    return Services(settings, assistant, content)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+        else:
+            app.state.services = await anyio.to_thread.run_sync(build_services, settings)
+        yield
+        app.state.services.assistant.store.engine.dispose()
+
+    app = FastAPI(title="daoban 导办", version="0.1.0", lifespan=lifespan)
+    _install_errors(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": "请求内容太大", "code": "body_too_large"}, 413)
+        return await call_next(request)
+
+    from channels import rest
+
+    app.include_router(rest.router)
+    return app
+
+
+def _error(status: int, message: str, code: str, **extra: object) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code, **extra}, status_code=status)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "请求不是合法的 JSON", "invalid_json")
+        fields = [
+            {"field": ".".join(str(x) for x in e.get("loc", ())[1:]), "problem": e.get("msg")}
+            for e in errors
+        ]
+        return _error(422, "请求缺少字段或字段格式不对", "invalid_request", fields=fields)
+
+    @app.exception_handler(MessageRejected)
+    async def rejected(_: Request, exc: MessageRejected) -> JSONResponse:
+        return _error(422, str(exc), "message_rejected")
+
+    @app.exception_handler(ConversationNotFound)
+    async def not_found(_: Request, exc: ConversationNotFound) -> JSONResponse:
+        return _error(404, "会话不存在", "conversation_not_found")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        msg = {404: "地址不存在", 405: "不支持这种请求方法"}.get(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, msg, "http_error")
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        # The one broad except: logged with traceback, the user gets a polite reply.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "服务暂时出了点问题，请稍后再试，或拨打 12345", "internal_error")

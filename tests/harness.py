@@ -1,0 +1,76 @@
+"""A real Assistant over the bundled guide base, for transcript tests (errbot-style)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistant.core import Assistant
+from assistant.model import Reply, UserMessage
+from assistant.store import SqlConversationStore
+from assistant.store import migrate as migrate_conversations
+from knowledge.db import make_engine
+from knowledge.store import content_hash
+from knowledge.validate import GuideBase, load_guide
+from nlu.understand import Understanding
+
+_shared: dict[str, object] = {}
+_ids = itertools.count(1)
+
+
+def shared_understanding(index_dir: Path) -> tuple[GuideBase, Understanding]:
+    """Built once per test session: training the intent model takes a few seconds."""
+    if "und" not in _shared:
+        guide = load_guide()
+        _shared["guide"] = guide
+        _shared["und"] = Understanding(guide, content_hash(guide), index_dir=index_dir)
+    return _shared["guide"], _shared["und"]  # type: ignore[return-value]
+
+
+def make_assistant(db_url: str, index_dir: Path) -> Assistant:
+    guide, und = shared_understanding(index_dir)
+    engine = make_engine(db_url)
+    migrate_conversations(engine)
+    return Assistant(guide, und, SqlConversationStore(engine))
+
+
+@dataclass
+class Chat:
+    """One scripted conversation: ``say`` returns the joined reply text."""
+
+    assistant: Assistant
+    cid: str = ""
+    last: list[Reply] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cid = f"t{next(_ids)}"
+
+    def send(self, text: str, message_id: str | None = None) -> list[Reply]:
+        self.last = asyncio.run(
+            self.assistant.handle(UserMessage(self.cid, text, message_id=message_id), create=True)
+        )
+        return self.last
+
+    def say(self, text: str) -> str:
+        return "\n".join(r.text for r in self.send(text))
+
+    def click(self, title: str) -> str:
+        """Press the button titled ``title`` among the last replies' buttons."""
+        for r in self.last:
+            for b in r.buttons:
+                if b.title == title:
+                    return self.say(b.payload)
+        raise AssertionError(f"no button {title!r} in {[b.title for r in self.last for b in r.buttons]}")
+
+    @property
+    def buttons(self) -> list[str]:
+        return [b.title for r in self.last for b in r.buttons]
+
+    @property
+    def cards(self) -> list[dict]:  # type: ignore[type-arg]
+        return [r.card for r in self.last if r.card]
+
+    def state(self) -> dict:  # type: ignore[type-arg]
+        return asyncio.run(self.assistant.state(self.cid))
