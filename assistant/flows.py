@@ -92,17 +92,23 @@ def step(conv: Conversation, text: str, u: Understood, ctx: Ctx) -> Outcome:
         conv.transition(ConversationMode.BOT)
         out.events.append(Event("mode", {"mode": conv.mode.value, "reason": "reopened"}))
 
-    if cmd and cmd[0] == "human" or (not cmd and intent in ("request_human", "complain")
-                                     and u.intent.confidence >= 0.5 and not u.hits):
+    asked_human = bool(cmd and cmd[0] == "human") or (
+        not cmd and intent == "request_human" and u.intent.confidence >= 0.5 and not u.hits)
+    # While rating or commenting, "很满意" / "办事太慢了" answer the question just asked:
+    # a rating or a comment to record, not a complaint to hand off.
+    if conv.stage is Stage.RATING and not asked_human and _rating(conv, text, cmd, out):
+        return out
+    if conv.stage is Stage.COMMENT and not asked_human:
+        return _comment(conv, text, u, out)
+
+    if asked_human or (not cmd and intent == "complain" and u.intent.confidence >= 0.5
+                       and not u.hits):
         reason = "complaint" if intent == "complain" and not cmd else "requested"
         return _handoff(conv, out, reason)
 
     # Stage-specific answers first: a "2" means something only while choosing.
-    if conv.stage is Stage.RATING:
-        if _rating(conv, text, cmd, out):
-            return out
-    elif conv.stage is Stage.COMMENT:
-        return _comment(conv, text, u, out)
+    if conv.stage in (Stage.RATING, Stage.COMMENT):
+        conv.stage = Stage.IDLE  # not a rating or comment (checked above): a new message
     elif conv.stage is Stage.CLARIFY:
         picked = _pick(conv, text, cmd, u, ctx)
         if picked is not None:
@@ -119,10 +125,18 @@ def step(conv: Conversation, text: str, u: Understood, ctx: Ctx) -> Outcome:
     if cmd:
         return _button(conv, cmd, ctx, out)
 
-    if conv.walk is not None and not conv.walk.done and _RESUME_WALK.search(text) and not u.hits:
-        conv.stage = Stage.WALK
-        _ask_next_material(conv, ctx, out)
-        return out
+    if _RESUME_WALK.search(text) and not u.hits:
+        if conv.walk is not None and not conv.walk.done:
+            conv.current = conv.walk.entry_id  # back to the item being checked
+            conv.stage = Stage.WALK
+            _ask_next_material(conv, ctx, out)
+            return out
+        e = _entry(ctx, conv)
+        if (e is not None and conv.after_situation == "walk"
+                and tuple(conv.pending_situation) in situations_needed(ctx.guide, e)):
+            # Left while answering 办事情形, before the first material: pick up there.
+            _start_walk(conv, e, ctx, out)
+            return out
 
     strong = bool(u.hits) and u.hits[0].score >= SWITCH_SCORE
     new_topic = strong and u.hits[0].id != conv.current
@@ -579,6 +593,10 @@ def _comment(conv: Conversation, text: str, u: Understood, out: Outcome) -> Outc
         return out
     out.comment = text[:500]
     out.events.append(Event("rating_comment", {"entry": conv.rating_for, "comment": text[:500]}))
+    if u.intent.intent == "complain" and u.intent.confidence >= 0.5:
+        out.say("您的意见已记下，会转给相关部门。需要人工帮办可以点“转人工”。",
+                (Button("转人工", "/human"),))
+        return out
     out.say("您的意见已记下，会转给相关部门。祝您办事顺利！")
     return out
 

@@ -62,7 +62,7 @@ def members(guide: GuideBase, e: Entry) -> list[ServiceItem]:
 
 def situations_needed(guide: GuideBase, e: Entry) -> list[tuple[str, str]]:
     """(item id, situation id) pairs that change the material list: asked only then."""
-    out = []
+    out: list[tuple[str, str]] = []
     for item in members(guide, e):
         used = {sid for m in item.materials for sid in m.when}
         out.extend((item.id, s.id) for s in item.situations if s.id in used)

@@ -196,9 +196,9 @@ class SqlConversationStore:
             for text, norm, reason in unanswered:
                 s.add(UnansweredRow(conversation_id=conversation.id, text=text,
                                     normalized=norm, reason=reason))
-            for entry, score, text in ratings:
+            for entry, score, note in ratings:
                 s.add(RatingRow(conversation_id=conversation.id, entry_id=entry, score=score,
-                                comment=text))
+                                comment=note))
             if comment is not None:
                 s.flush()
                 last = s.scalars(
@@ -221,6 +221,37 @@ class SqlConversationStore:
                 {"seq": r.seq, "type": r.type, "at": r.created_at.isoformat(), **r.payload}
                 for r in rows
             ]
+
+    def events_after(
+        self, conversation_id: str, seq: int, types: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Events of the given types with a sequence number above ``seq``, in order."""
+        with Session(self.engine) as s:
+            rows = s.scalars(
+                select(EventRow)
+                .where(
+                    EventRow.conversation_id == conversation_id,
+                    EventRow.seq > seq,
+                    EventRow.type.in_(list(types)),
+                )
+                .order_by(EventRow.seq)
+            )
+            return [
+                {"seq": r.seq, "type": r.type, "at": r.created_at.isoformat(),
+                 "message_id": r.message_id, **r.payload}
+                for r in rows
+            ]
+
+    def last_seq(self, conversation_id: str) -> int:
+        with Session(self.engine) as s:
+            return int(
+                s.scalar(
+                    select(func.coalesce(func.max(EventRow.seq), 0)).where(
+                        EventRow.conversation_id == conversation_id
+                    )
+                )
+                or 0
+            )
 
     def unanswered(self, limit: int = 100) -> list[dict[str, Any]]:
         with Session(self.engine) as s:

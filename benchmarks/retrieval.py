@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from knowledge.schema import ServiceItem  # noqa: E402
-from knowledge.store import content_hash  # noqa: E402
-from knowledge.validate import GuideBase, load_guide  # noqa: E402
-from nlu.evaluate import evaluate, read_cases  # noqa: E402
-from nlu.understand import Understanding  # noqa: E402
+from knowledge.schema import ServiceItem
+from knowledge.store import content_hash
+from knowledge.validate import GuideBase, load_guide
+from nlu.evaluate import evaluate, read_cases
+from nlu.understand import Understanding
 
 DEV = Path(__file__).resolve().parents[1] / "nlu" / "data" / "eval" / "dev.jsonl"
 
@@ -70,13 +70,9 @@ def bench_dev(dev: Path) -> None:
           f"with cached vectors {warm:.2f} s (goal <= 5)")
 
 
-WORDS = (
-    "身份 户口 社保 医保 公积金 驾驶 护照 营业 食品 药品 运输 不动产 婚姻 残疾 养老 失业 生育 就业 "
-    "教育 卫生 消防 排水 燃气 供热 税务 发票 车辆 船舶 林木 草原 水利 渔业 矿产 土地 规划 建筑 "
-    "环保 噪声 广告 招牌 文物 旅游 体育 出版 广播 电影 网络 档案 气象 地震 测绘 宗教 民族 侨务"
-).split()
-ACTS = "申领 换领 补领 变更 注销 备案 许可 登记 认定 审批 核准 延续 查询 转移 撤销".split()
-OBJS = "证明 证书 资格 执照 许可证 登记证 补贴 津贴 待遇 账户 关系 信息 标志 凭证 合同".split()
+WORDS = ["身份", "户口", "社保", "医保", "公积金", "驾驶", "护照", "营业", "食品", "药品", "运输", "不动产", "婚姻", "残疾", "养老", "失业", "生育", "就业", "教育", "卫生", "消防", "排水", "燃气", "供热", "税务", "发票", "车辆", "船舶", "林木", "草原", "水利", "渔业", "矿产", "土地", "规划", "建筑", "环保", "噪声", "广告", "招牌", "文物", "旅游", "体育", "出版", "广播", "电影", "网络", "档案", "气象", "地震", "测绘", "宗教", "民族", "侨务"]
+ACTS = ["申领", "换领", "补领", "变更", "注销", "备案", "许可", "登记", "认定", "审批", "核准", "延续", "查询", "转移", "撤销"]
+OBJS = ["证明", "证书", "资格", "执照", "许可证", "登记证", "补贴", "津贴", "待遇", "账户", "关系", "信息", "标志", "凭证", "合同"]
 
 
 def synthetic(n: int, seed: int = 7) -> GuideBase:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from fastapi import FastAPI, Request
@@ -17,6 +17,7 @@ from assistant.core import Assistant, ConversationNotFound, MessageRejected
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.settings import Settings
+from channels.web import IP_RATE, RateLimiter
 from knowledge.db import make_engine
 from knowledge.db import migrate as migrate_guide
 from knowledge.store import ensure_loaded, load_stored, stored_hash
@@ -31,6 +32,7 @@ class Services:
     settings: Settings
     assistant: Assistant
     guide_hash: str
+    ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*IP_RATE))
 
 
 def build_services(settings: Settings) -> Services:
@@ -72,9 +74,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return JSONResponse({"error": "请求内容太大", "code": "body_too_large"}, 413)
         return await call_next(request)
 
-    from channels import rest
+    from channels import rest, web
 
     app.include_router(rest.router)
+    app.include_router(web.router)
     return app
 
 

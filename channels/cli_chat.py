@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import TextIO
 
 from channels.settings import Settings
 
@@ -34,7 +35,7 @@ def render(replies: list, buttons_out: list) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
-async def chat_loop(settings: Settings, stdin: object = None) -> int:
+async def chat_loop(settings: Settings, stdin: TextIO | None = None) -> int:
     import anyio
 
     from assistant.core import MessageRejected
@@ -50,7 +51,7 @@ async def chat_loop(settings: Settings, stdin: object = None) -> int:
     stream = stdin or sys.stdin
     while True:
         print("> ", end="", flush=True)
-        line = await anyio.to_thread.run_sync(stream.readline)  # type: ignore[attr-defined]
+        line = await anyio.to_thread.run_sync(stream.readline)
         if not line:
             break
         text = line.strip()

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from channels.settings import Settings
 
@@ -32,7 +33,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     _, und = build_understanding(settings)
     u = und.understand(query, k=args.top)
-    out = {
+    out: dict[str, Any] = {
         "query": query,
         "intent": {"name": u.intent.intent, "confidence": round(u.intent.confidence, 4)},
         "items": [

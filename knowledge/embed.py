@@ -72,14 +72,14 @@ class UseEncoder:
     def encode(self, texts: Sequence[str], batch: int = 32) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = []
+        vecs = np.empty((len(texts), self.dim), dtype=np.float32)
         for i in range(0, len(texts), batch):
             out = self._session.run(["outputs"], {"inputs": list(texts[i : i + batch])})[0]
-            parts.append(np.asarray(out, dtype=np.float32))
-        vecs = np.vstack(parts)
+            vecs[i : i + len(out)] = out
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return (vecs / norms).astype(np.float32)
+        vecs /= norms
+        return vecs
 
 
 class VectorCache:
@@ -97,40 +97,46 @@ class VectorCache:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def encode(self, texts: Sequence[str]) -> Vectors:
+        """Vectors for ``texts``, encoding only what the cache lacks (one output array,
+        filled in place: a 100k-entry guide must not hold several copies)."""
         keys = [self.key(t) for t in texts]
-        known: dict[str, Vectors] = {}
+        out = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
+        have = np.zeros(len(texts), dtype=bool)
         if self.path.exists():
             try:
                 with np.load(self.path) as data:
-                    stored_keys = data["keys"]
-                    stored_vecs = data["vectors"]
-                pos = {str(k): i for i, k in enumerate(stored_keys)}
-                want = [pos[k] for k in keys if k in pos]
-                if want:
-                    vs = stored_vecs[want]
-                    known = {str(stored_keys[i]): vs[j] for j, i in enumerate(want)}
+                    pos = {str(k): i for i, k in enumerate(data["keys"])}
+                    rows = [(j, pos[k]) for j, k in enumerate(keys) if k in pos]
+                    if rows:
+                        dst, src = (np.array(x) for x in zip(*rows, strict=True))
+                        vectors = data["vectors"]
+                        if vectors.shape[1] == self.encoder.dim:
+                            out[dst] = vectors[src]
+                            have[dst] = True
             except (OSError, ValueError, KeyError):
-                known = {}  # a damaged cache is rebuilt, never trusted
-        missing = [t for t, k in zip(texts, keys, strict=True) if k not in known]
+                have[:] = False  # a damaged cache is rebuilt, never trusted
+        missing = np.flatnonzero(~have)
         self.hits = len(texts) - len(missing)
         self.misses = len(missing)
-        if missing:
-            fresh = self.encoder.encode(missing)
-            for t, v in zip(missing, fresh, strict=True):
-                known[self.key(t)] = v
-            self._write(keys, known)
-        return np.vstack([known[k] for k in keys]).astype(np.float32) if keys else (
-            np.zeros((0, self.encoder.dim), dtype=np.float32)
-        )
+        step = 4096
+        for i in range(0, len(missing), step):
+            idx = missing[i : i + step]
+            out[idx] = self.encoder.encode([texts[j] for j in idx])
+        if len(missing):
+            self._write(keys, out)
+        return out
 
-    def _write(self, keys: list[str], known: dict[str, Vectors]) -> None:
+    def _write(self, keys: list[str], vectors: Vectors) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        uniq = list(dict.fromkeys(keys))
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        rows = np.fromiter(first.values(), dtype=np.int64)
         fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npz.tmp")
         os.close(fd)
         try:
             with open(tmp, "wb") as fh:
-                np.savez(fh, keys=np.array(uniq), vectors=np.vstack([known[k] for k in uniq]))
+                np.savez(fh, keys=np.array(list(first)), vectors=vectors[rows])
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

@@ -128,17 +128,19 @@ def _top(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
 
 def _dense_index(vecs: npt.NDArray[np.float32]) -> faiss.Index:
     n, d = vecs.shape
+    index: faiss.Index
     if n <= LARGE * 2:
         index = faiss.IndexFlatIP(d)
     else:
         # ~sqrt(n) lists; 8-bit scalar codes: 4x less memory than floats.
         nlist = int(4 * np.sqrt(n))
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFScalarQuantizer(
+        ivf = faiss.IndexIVFScalarQuantizer(
             quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
-        index.train(vecs[np.random.default_rng(0).choice(n, min(n, 50 * nlist), replace=False)])
-        index.nprobe = 24
+        ivf.train(vecs[np.random.default_rng(0).choice(n, min(n, 50 * nlist), replace=False)])
+        ivf.nprobe = 24
+        index = ivf
     index.add(vecs)
     return index
 

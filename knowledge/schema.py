@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMAT = "daoban-guide/1"
+FORMAT: Literal["daoban-guide/1"] = "daoban-guide/1"
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,79}$"
 _ID_RE = re.compile(ID_PATTERN)
 

@@ -140,9 +140,9 @@ def import_guide(engine: Engine, base: GuideBase) -> ImportCounts:
         for bundle in base.bundles.values():
             _put(s, existing, _entry_row(bundle))
         for sp in base.service_points.values():
-            d = sp.model_dump(mode="json")
+            spd = sp.model_dump(mode="json")
             s.execute(delete(ServicePointItemRow).where(ServicePointItemRow.point_id == sp.id))
-            row = ServicePointRow(**{k: v for k, v in d.items() if k != "items"})
+            row = ServicePointRow(**{k: v for k, v in spd.items() if k != "items"})
             row.items = [
                 ServicePointItemRow(position=i, item_id=iid) for i, iid in enumerate(sp.items)
             ]
@@ -168,7 +168,7 @@ def _put(s: Session, existing: dict[str, EntryRow], row: EntryRow) -> None:
     if old is None:
         s.add(row)
         return
-    for col in EntryRow.__table__.columns.keys():
+    for col in EntryRow.__table__.columns.keys():  # noqa: SIM118 (a ColumnCollection)
         setattr(old, col, getattr(row, col))
     old.materials = row.materials
     old.situations = row.situations

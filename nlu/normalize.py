@@ -135,7 +135,9 @@ class PinyinDecoder:
         if n < 2:
             return None
         # best[i]: (log-probability, words, decoded syllables) of the best decoding of [:i]
-        best: list[tuple[float, list[str], int]] = [(0.0, [], 0)] + [(-math.inf, [], 0)] * n
+        start: tuple[float, list[str], int] = (0.0, [], 0)
+        unseen: tuple[float, list[str], int] = (-math.inf, [], 0)
+        best = [start] + [unseen] * n
         for i in range(n):
             score, words, decoded = best[i]
             if score == -math.inf:

@@ -54,7 +54,7 @@ class Understanding:
         content_hash: str,
         *,
         index_dir: Path | None = None,
-        encoder: Encoder | None | bool = True,
+        encoder: Encoder | bool | None = True,
         classifier: IntentClassifier | None = None,
     ) -> None:
         faiss.omp_set_num_threads(1)  # single queries: threads only add overhead here

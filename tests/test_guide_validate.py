@@ -168,3 +168,42 @@ def test_all_problems_reported_not_just_first(tmp_path: Path) -> None:
     doc["items"][1]["materials"][0]["ref"] = "x-2"
     doc["items"][2]["members"].append("x-3")
     assert len(problems_of(tmp_path, doc)) == 3
+
+
+def test_bundled_guide_base_content() -> None:
+    """The bundled Harbin guide base: size, required items, distinguishable neighbours."""
+    from knowledge.bundles import bundle_materials
+
+    base, problems = check_guide()
+    assert problems == []
+    assert len(base.items) + len(base.bundles) >= 200
+    names = {e.name for e in [*base.items.values(), *base.bundles.values()]}
+    required = Path(__file__).parents[2] / "shared" / "domain" / "required_items.txt"
+    if required.exists():
+        wanted = [x.strip() for x in required.read_text(encoding="utf-8").splitlines() if x.strip()]
+        assert [w for w in wanted if w not in names] == []
+        assert sum(1 for w in wanted if w.endswith("一件事")) == 19
+    departments = {i.department for i in base.items.values()}
+    assert {"gongan", "renshe", "jiaotong", "shichang", "yibao", "gjj", "budongchan", "minzheng",
+            "jiaoyu", "weijian", "canlian", "shuiwu"} <= departments
+    # No alias names two entries, and no two catalogue materials share a name, so a
+    # bundle's merged list never shows one document twice.
+    seen: dict[str, str] = {}
+    for e in [*base.items.values(), *base.bundles.values()]:
+        for a in e.aliases:
+            assert seen.setdefault(a, e.id) == e.id, (a, seen[a], e.id)
+    mat_names = [m.name for m in base.materials.values()]
+    assert len(mat_names) == len(set(mat_names))
+    for b in base.bundles.values():
+        merged = [m.name for m in bundle_materials(base, b)]
+        assert len(merged) == len(set(merged)), b.id
+    # Placeholders and caveats: unverified points are marked; entries carry provenance.
+    for p in base.service_points.values():
+        assert p.placeholder or p.provenance.confidence.value != "typical"
+    assert all(e.provenance.source for e in [*base.items.values(), *base.bundles.values()])
+    # Never an invented phone number: only the national public-service hotlines.
+    hotlines = {"12345", "12333", "12393", "12329", "12366", "12123", "12367", "12315"}
+    phones = [e.phone for e in [*base.items.values(), *base.bundles.values()] if e.phone]
+    phones += [d.phone for d in base.departments.values() if d.phone]
+    phones += [p.phone for p in base.service_points.values() if p.phone]
+    assert phones and set(phones) <= hotlines

@@ -74,7 +74,7 @@ def test_repeated_message_id_is_processed_once(client: TestClient) -> None:
         (b'{"text": ', 400, "invalid_json"),
         (b"{}", 422, "invalid_request"),
         (b'{"text": 5}', 422, "invalid_request"),
-        ('{"text": "   "}'.encode(), 422, "message_rejected"),
+        (b'{"text": "   "}', 422, "message_rejected"),
         (('{"text": "' + "很" * 1001 + '"}').encode(), 422, "message_rejected"),
         (b'{"text": "' + b"x" * 70_000 + b'"}', 413, "body_too_large"),
     ],

@@ -1,0 +1,499 @@
+/* daoban citizen chat page. Plain browser JavaScript, no dependencies, no build step.
+ * Protocol: see the /ws/chat contract (hello/welcome, message/ack with client_id and seq, ping/pong).
+ * Server text is only ever inserted with textContent, never innerHTML.
+ */
+(function () {
+  'use strict';
+
+  var KEY = { cid: 'daoban.cid', seq: 'daoban.seq', elder: 'daoban.elder', outbox: 'daoban.outbox' };
+  var PING_MS = 20000;          // client heartbeat
+  var DEAD_MS = 50000;          // no frame at all for this long: treat the socket as dead
+  var BACKOFF_MIN = 500;
+  var BACKOFF_MAX = 5000;
+  var MAX_TEXT = 1000;
+  var RATINGS = { '/rate:5': '非常满意', '/rate:4': '满意', '/rate:3': '一般', '/rate:2': '不满意', '/rate:1': '非常不满意' };
+  var ERRORS = {
+    rate_limited: '您发送得太快了，请稍等几秒再发。',
+    too_large: '消息太长了，请分几次发送。',
+    too_long: '消息太长了，请控制在1000字以内。',
+    empty: '请先输入内容再发送。',
+    bad_frame: '消息格式不对，请刷新页面后重试。',
+    internal: '系统开小差了，请稍后再试，或拨打12345。'
+  };
+
+  // ---- storage (may be unavailable: private mode, blocked third-party storage in the widget) ----
+  var memStore = {};
+  function load(k) {
+    try { return window.localStorage.getItem(k); } catch (e) { return k in memStore ? memStore[k] : null; }
+  }
+  function save(k, v) {
+    try {
+      if (v === null) window.localStorage.removeItem(k); else window.localStorage.setItem(k, v);
+    } catch (e) {
+      if (v === null) delete memStore[k]; else memStore[k] = v;
+    }
+  }
+
+  // ---- URL options ----
+  var params = new URLSearchParams(location.search);
+  var embed = params.get('embed') === '1';
+  var place = (function () {
+    var m = /^\/d\/([^/?#]+)/.exec(location.pathname);
+    var t = m ? m[1] : params.get('place');
+    if (!t) return null;
+    try { t = decodeURIComponent(t); } catch (e) { /* keep raw */ }
+    return t.length <= 200 ? t : null;
+  })();
+
+  // ---- state ----
+  var cid = load(KEY.cid);
+  // Rendered server seq. Starts at 0 on every page load so the server replays the whole
+  // transcript (that is how a reload shows it); within a page it is the resume point.
+  var lastSeq = 0;
+  var outbox = [];               // [{client_id, text, title}] not yet acked by the server
+  try { outbox = JSON.parse(load(KEY.outbox) || '[]') || []; } catch (e) { outbox = []; }
+  if (!Array.isArray(outbox)) outbox = [];
+  var titles = {};               // button payload -> title, to show titles instead of "/walk"
+  Object.keys(RATINGS).forEach(function (p) { titles[p] = RATINGS[p]; });
+  titles['/human'] = '转人工';
+
+  var sock = null;
+  var connected = false;         // true between welcome and close
+  var backoff = BACKOFF_MIN;
+  var reconnectTimer = null;
+  var ackTimer = null;
+  var retryTimer = null;
+  var lastFrameAt = 0;
+
+  // ---- DOM ----
+  var $ = function (id) { return document.getElementById(id); };
+  var logEl = $('log');
+  var connEl = $('conn');
+  var form = $('composer');
+  var input = $('msg');
+  var elderBtn = $('elder-toggle');
+
+  function el(tag, cls, text) {
+    var n = document.createElement(tag);
+    if (cls) n.className = cls;
+    if (text !== undefined && text !== null) n.textContent = String(text);
+    return n;
+  }
+
+  function scrollDown() { logEl.scrollTop = logEl.scrollHeight; }
+
+  // Server rows go before the first pending (optimistic) bubble, so pending ones stay last.
+  function insertRow(row) {
+    var pending = logEl.querySelector('.row.pending');
+    logEl.insertBefore(row, pending);
+    scrollDown();
+  }
+
+  function newId() {
+    var b = new Uint8Array(16);
+    if (window.crypto && window.crypto.getRandomValues) window.crypto.getRandomValues(b);
+    else for (var i = 0; i < 16; i++) b[i] = Math.floor(Math.random() * 256);
+    return 'c-' + Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join('');
+  }
+
+  function timeOf(iso) {
+    var d = iso ? new Date(iso) : null;
+    if (!d || isNaN(d.getTime())) return null;
+    var t = el('time', 'at', ('0' + d.getHours()).slice(-2) + ':' + ('0' + d.getMinutes()).slice(-2));
+    t.setAttribute('datetime', iso);
+    return t;
+  }
+
+  // ---- connection banner ----
+  function setConn(state) {
+    if (state === 'ok') {
+      connEl.textContent = '';
+      connEl.hidden = true;
+    } else {
+      connEl.hidden = false;
+      connEl.className = 'conn ' + state;
+      connEl.textContent = state === 'lost' ? '已断开，正在重连…' : '连接中…';
+    }
+  }
+
+  // ---- rendering ----
+  function displayText(text) {
+    return Object.prototype.hasOwnProperty.call(titles, text) ? titles[text] : text;
+  }
+
+  function citizenRow(text, clientId, pending) {
+    var row = el('div', 'row citizen' + (pending ? ' pending' : ''));
+    if (clientId) row.setAttribute('data-client-id', clientId);
+    var b = el('div', 'bubble');
+    b.appendChild(el('p', 'who sr-only', '我：'));
+    b.appendChild(el('p', 'text', text));
+    if (pending) b.appendChild(el('p', 'status', '发送中…'));
+    row.appendChild(b);
+    return row;
+  }
+
+  function renderButtons(buttons, into) {
+    var list = (buttons || []).filter(function (x) { return x && x.title && x.payload; }).slice(0, 5);
+    if (!list.length) return;
+    list.forEach(function (x) { titles[x.payload] = x.title; });
+    var isRating = list.every(function (x) { return /^\/rate:[1-5]$/.test(x.payload); });
+    var box = el('div', isRating ? 'buttons rating' : 'buttons');
+    box.setAttribute('role', 'group');
+    box.setAttribute('aria-label', isRating ? '请为服务打分' : '可选操作');
+    list.forEach(function (x) {
+      var btn = el('button', 'btn choice', x.title);
+      btn.type = 'button';
+      btn.setAttribute('data-payload', x.payload);
+      btn.addEventListener('click', function () {
+        if (isRating) {
+          box.querySelectorAll('button').forEach(function (o) { o.disabled = true; });
+          btn.setAttribute('aria-pressed', 'true');
+        }
+        send(x.payload, x.title);
+      });
+      box.appendChild(btn);
+    });
+    into.appendChild(box);
+  }
+
+  function fact(dl, label, value) {
+    if (value === undefined || value === null || value === '') return;
+    dl.appendChild(el('dt', null, label));
+    dl.appendChild(el('dd', null, value));
+  }
+
+  function itemCard(c) {
+    var card = el('article', 'card');
+    card.setAttribute('aria-label', (c.type === 'bundle' ? '一件事：' : '事项：') + (c.name || ''));
+    if (c.type === 'bundle') card.appendChild(el('p', 'kind', '一件事 · 联办'));
+    card.appendChild(el('h2', 'card-title', c.name || ''));
+    if (c.plain_name) card.appendChild(el('p', 'plain', '俗称：' + c.plain_name));
+    if (c.summary) card.appendChild(el('p', 'summary secondary', c.summary));
+    var dl = el('dl', 'facts');
+    fact(dl, '时限', c.time_limit);
+    fact(dl, '收费', c.fee);
+    fact(dl, '在哪办', c.where);
+    fact(dl, '网上办', c.online && c.online.length ? c.online.join('；') : '暂不支持，需到现场');
+    if (typeof c.visits === 'number') fact(dl, '到现场次数', c.visits ? c.visits + '次' : '0次（不用跑）');
+    if (typeof c.materials_count === 'number') fact(dl, '材料数', c.materials_count + '项');
+    card.appendChild(dl);
+    if (c.members && c.members.length) {
+      var m = el('div', 'members');
+      m.appendChild(el('h3', null, '一次办好这些事'));
+      var ul = el('ul');
+      c.members.forEach(function (x) { ul.appendChild(el('li', null, x && x.name)); });
+      m.appendChild(ul);
+      card.appendChild(m);
+    }
+    if (c.reductions && c.reductions.length) {
+      var r = el('div', 'reductions secondary');
+      r.appendChild(el('h3', null, '已公布的成效'));
+      var ul2 = el('ul');
+      c.reductions.forEach(function (x) { ul2.appendChild(el('li', null, x)); });
+      r.appendChild(ul2);
+      card.appendChild(r);
+    }
+    if (c.caveat) card.appendChild(el('p', 'caveat', c.caveat));
+    if (c.source) card.appendChild(el('p', 'source secondary', '来源：' + c.source));
+    return card;
+  }
+
+  function checklistCard(c, text) {
+    var lines = String(text || '').split('\n');
+    var head = (lines[0] || '').replace(/[：:]\s*$/, '');
+    var card = el('article', 'card checklist');
+    var title = /材料清单/.test(head) ? head : '材料清单';
+    card.setAttribute('aria-label', title);
+    card.appendChild(el('h2', 'card-title', title));
+    [['ready', '✔', '已备好'], ['to_get', '✘', '还要准备'], ['not_needed', '○', '不用准备']].forEach(function (g) {
+      var names = c[g[0]] || [];
+      if (!names.length) return;
+      var sec = el('section', 'group ' + g[0]);
+      sec.appendChild(el('h3', null, g[2] + '（' + names.length + '项）'));
+      var ul = el('ul');
+      names.forEach(function (n) {
+        var li = el('li', g[0]);
+        var tick = el('span', 'tick', g[1]);
+        tick.setAttribute('aria-hidden', 'true');
+        li.appendChild(tick);
+        li.appendChild(el('span', 'sr-only', g[2] + '：'));
+        li.appendChild(el('span', 'name', n));
+        ul.appendChild(li);
+      });
+      sec.appendChild(ul);
+      card.appendChild(sec);
+    });
+    lines.slice(1).forEach(function (l) {
+      if (/^在哪办[：:]/.test(l)) card.appendChild(el('p', 'where', l));
+    });
+    return card;
+  }
+
+  function renderMessage(m) {
+    var from = m.from;
+    if (from === 'citizen') {
+      var title = displayText(m.text || '');
+      if (m.client_id) {
+        var mine = logEl.querySelector('.row.pending[data-client-id="' + cssEscape(m.client_id) + '"]');
+        if (mine) { title = mine.getAttribute('data-title') || title; mine.parentNode.removeChild(mine); }
+        dropFromOutbox(m.client_id);
+      }
+      var row = citizenRow(title, m.client_id, false);
+      var t = timeOf(m.at);
+      if (t) row.firstChild.appendChild(t);
+      insertRow(row);
+      return;
+    }
+    if (from === 'system') {
+      insertRow(el('div', 'row system', m.text || ''));
+      return;
+    }
+    var rowB = el('div', 'row ' + (from === 'agent' ? 'agent' : 'bot'));
+    var b = el('div', 'bubble');
+    b.appendChild(el('p', from === 'agent' ? 'who' : 'who sr-only', from === 'agent' ? '人工帮办：' : '导办助手：'));
+    var c = m.card;
+    if (c && (c.type === 'item' || c.type === 'bundle')) {
+      b.appendChild(itemCard(c));          // the text is the same content for text-only channels
+    } else if (c && c.type === 'checklist') {
+      b.appendChild(checklistCard(c, m.text));
+    } else if (m.text) {
+      b.appendChild(el('p', 'text', m.text));
+    }
+    renderButtons(m.buttons, b);
+    var tb = timeOf(m.at);
+    if (tb) b.appendChild(tb);
+    rowB.appendChild(b);
+    insertRow(rowB);
+  }
+
+  function cssEscape(s) {
+    return window.CSS && CSS.escape ? CSS.escape(s) : String(s).replace(/["\\]/g, '\\$&');
+  }
+
+  function notice(text) {
+    var n = el('div', 'row notice', text);
+    n.setAttribute('role', 'alert');
+    insertRow(n);
+  }
+
+  // ---- outbox ----
+  function saveOutbox() { save(KEY.outbox, outbox.length ? JSON.stringify(outbox) : null); }
+
+  function dropFromOutbox(clientId) {
+    var before = outbox.length;
+    outbox = outbox.filter(function (o) { return o.client_id !== clientId; });
+    if (outbox.length !== before) saveOutbox();
+  }
+
+  function markSent(clientId) {
+    var row = logEl.querySelector('.row.pending[data-client-id="' + cssEscape(clientId) + '"]');
+    if (!row) return;
+    var st = row.querySelector('.status');
+    if (st) st.parentNode.removeChild(st);
+  }
+
+  function transmit(o) {
+    return raw({ type: 'message', client_id: o.client_id, text: o.text });
+  }
+
+  function flushOutbox() {
+    if (!connected) return;
+    outbox.forEach(transmit);
+  }
+
+  // Public entry: send text (a typed message or a button payload) and show `title`.
+  function send(text, title) {
+    text = String(text || '').trim();
+    if (!text) { notice(ERRORS.empty); return; }
+    if (text.length > MAX_TEXT) { notice(ERRORS.too_long); return; }
+    var o = { client_id: newId(), text: text, title: title || text };
+    outbox.push(o);
+    saveOutbox();
+    addPendingRow(o);
+    if (connected) transmit(o);
+  }
+
+  function addPendingRow(o) {
+    var row = citizenRow(o.title, o.client_id, true);
+    row.setAttribute('data-title', o.title);
+    logEl.appendChild(row);
+    scrollDown();
+  }
+
+  // ---- socket ----
+  function raw(obj) {
+    if (!sock || sock.readyState !== 1) return false;
+    try { sock.send(JSON.stringify(obj)); return true; } catch (e) { return false; }
+  }
+
+  function scheduleAck() {
+    if (ackTimer) return;
+    ackTimer = setTimeout(function () {
+      ackTimer = null;
+      if (lastSeq > 0) raw({ type: 'ack', seq: lastSeq });
+    }, 0);
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'welcome': {
+        var previous = cid;
+        cid = f.conversation_id;
+        save(KEY.cid, cid);
+        if (!f.resumed && previous && lastSeq > 0) {
+          // The server no longer knows our conversation: start over, keep what is on screen.
+          lastSeq = 0;
+          notice('之前的对话已结束，已为您开始新的对话。');
+        } else if (typeof f.last_seq === 'number' && f.last_seq < lastSeq) {
+          lastSeq = f.last_seq;
+        }
+        save(KEY.seq, String(lastSeq));
+        connected = true;
+        backoff = BACKOFF_MIN;
+        setConn('ok');
+        flushOutbox();
+        break;
+      }
+      case 'message':
+        if (typeof f.seq !== 'number' || f.seq <= lastSeq) return;   // duplicate from a replay
+        lastSeq = f.seq;
+        save(KEY.seq, String(lastSeq));
+        renderMessage(f);
+        scheduleAck();
+        break;
+      case 'ack':
+        if (!f.client_id) return;
+        dropFromOutbox(f.client_id);
+        if (f.rejected) {
+          var row = logEl.querySelector('.row.pending[data-client-id="' + cssEscape(f.client_id) + '"]');
+          if (row) row.parentNode.removeChild(row);
+        } else {
+          markSent(f.client_id);
+        }
+        break;
+      case 'error':
+        notice(f.message || ERRORS[f.code] || '出错了，请稍后再试。');
+        if (f.code === 'rate_limited' && outbox.length && !retryTimer) {
+          retryTimer = setTimeout(function () { retryTimer = null; flushOutbox(); }, 4000);
+        }
+        break;
+      case 'ping':
+        raw({ type: 'pong' });
+        break;
+      default:
+        break;                     // pong and unknown frames: nothing to do
+    }
+  }
+
+  function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (sock && (sock.readyState === 0 || sock.readyState === 1)) return;
+    var url = (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + '/ws/chat';
+    var ws;
+    try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
+    sock = ws;
+    ws.onopen = function () {
+      if (ws !== sock) return;
+      lastFrameAt = Date.now();
+      ws.send(JSON.stringify({ type: 'hello', conversation_id: cid || null, last_seq: lastSeq, place: place }));
+    };
+    ws.onmessage = function (ev) {
+      if (ws !== sock) return;
+      lastFrameAt = Date.now();
+      var f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (f && typeof f === 'object') onFrame(f);
+    };
+    ws.onclose = function () {
+      if (ws !== sock) return;
+      sock = null;
+      connected = false;
+      setConn('lost');
+      scheduleReconnect();
+    };
+    ws.onerror = function () { /* onclose follows */ };
+  }
+
+  function scheduleReconnect() {
+    if (reconnectTimer) return;
+    var wait = backoff;
+    backoff = Math.min(BACKOFF_MAX, backoff * 2);
+    reconnectTimer = setTimeout(connect, wait);
+  }
+
+  function reconnectNow() {
+    if (sock) return;
+    backoff = BACKOFF_MIN;
+    connect();
+  }
+
+  function heartbeat() {
+    if (!sock || sock.readyState !== 1) return;
+    if (Date.now() - lastFrameAt > DEAD_MS) { sock.close(); return; }   // silent dead link
+    raw({ type: 'ping' });
+  }
+
+  // ---- 适老化 (elder) mode ----
+  function setElder(on, remember) {
+    document.body.classList.toggle('elder', on);
+    elderBtn.setAttribute('aria-pressed', on ? 'true' : 'false');
+    var st = elderBtn.querySelector('.toggle-state');
+    if (st) st.textContent = on ? '开' : '关';
+    if (remember) save(KEY.elder, on ? '1' : null);
+  }
+
+  // ---- wiring ----
+  function init() {
+    if (embed) document.body.classList.add('embed');
+    var q = params.get('elder');
+    if (q === '1' || q === '0') setElder(q === '1', true);
+    else setElder(load(KEY.elder) === '1', false);
+    elderBtn.addEventListener('click', function () {
+      setElder(!document.body.classList.contains('elder'), true);
+    });
+
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var text = input.value;
+      if (!text.trim()) { input.focus(); return; }
+      send(text);
+      input.value = '';
+      input.focus();
+    });
+    $('human').addEventListener('click', function () { send('/human', '转人工'); });
+    // Example buttons in the static greeting send their text.
+    Array.prototype.forEach.call(document.querySelectorAll('.intro [data-text]'), function (b) {
+      b.addEventListener('click', function () { send(b.getAttribute('data-text')); });
+    });
+
+    // Messages left unacked by a previous page load: show them as pending, re-sent after welcome.
+    outbox.forEach(addPendingRow);
+
+    setConn('connecting');
+    connect();
+    setInterval(heartbeat, PING_MS);
+    window.addEventListener('online', reconnectNow);
+    document.addEventListener('visibilitychange', function () {
+      if (document.visibilityState === 'visible') reconnectNow();
+    });
+  }
+
+  // Test hook (used by the browser tests).
+  window.daoban = {
+    socket: function () { return sock; },
+    // Simulates a network drop: forget the socket at once (no clean handshake wait) and reconnect.
+    dropConnection: function () {
+      var ws = sock;
+      if (!ws) return;
+      sock = null;
+      connected = false;
+      try { ws.close(4000, 'dropped'); } catch (e) { /* already closing */ }
+      setConn('lost');
+      scheduleReconnect();
+    },
+    state: function () { return { cid: cid, lastSeq: lastSeq, connected: connected, pending: outbox.length }; }
+  };
+
+  init();
+})();

@@ -1,0 +1,237 @@
+"""Web chat: the citizen page, the embeddable widget and the ``/ws/chat`` protocol.
+
+The protocol (docs/web-protocol.md) loses nothing: every server message carries the
+conversation's sequence number, a reconnecting client sends the last one it saw and gets
+exactly what it missed, and a client message re-sent after a reconnect (same client id)
+is processed once. The conversation lives in the database, not in the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, Response
+
+from assistant.core import Assistant, MessageRejected
+from assistant.model import UserMessage
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+STATIC = Path(__file__).parent / "static"
+
+MAX_FRAME = 8 * 1024  # bytes
+CONN_RATE = (20, 10.0)  # messages per seconds, per connection
+IP_RATE = (60, 10.0)  # per client address
+PING_EVERY = 20.0
+SHOWN = ("user", "bot", "agent", "mode")
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+
+@router.get("/widget.js", include_in_schema=False)
+async def widget() -> FileResponse:
+    return FileResponse(STATIC / "widget.js", media_type="text/javascript; charset=utf-8")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static(name: str) -> Response:
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        return Response(status_code=404)
+    types = {".js": "text/javascript", ".css": "text/css", ".html": "text/html",
+             ".svg": "image/svg+xml", ".png": "image/png"}
+    return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"))
+
+
+class RateLimiter:
+    """Sliding window: at most ``limit`` events per ``window`` seconds per key."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        q = self._hits[key]
+        while q and now - q[0] > self.window:
+            q.popleft()
+        if len(q) >= self.limit:
+            return False
+        q.append(now)
+        if len(self._hits) > 50_000:  # forget idle keys
+            for k in [k for k, v in self._hits.items() if not v][:10_000]:
+                del self._hits[k]
+        return True
+
+
+def frame_of(event: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as the page sees it."""
+    base = {"type": "message", "seq": event["seq"], "at": event["at"],
+            "client_id": event.get("message_id")}
+    if event["type"] == "user":
+        return {**base, "from": "citizen", "text": event["text"], "buttons": [], "card": None}
+    if event["type"] == "mode":
+        text = {"WAITING_AGENT": "正在为您转接人工帮办……", "WITH_AGENT": "人工帮办已接入。",
+                "BOT": "已回到导办助手。"}.get(event["mode"], "")
+        return {**base, "from": "system", "text": text, "buttons": [], "card": None,
+                "mode": event["mode"]}
+    return {
+        **base,
+        "from": "agent" if event["type"] == "agent" else "bot",
+        "text": event.get("text", ""),
+        "buttons": event.get("buttons", []),
+        "card": event.get("card"),
+    }
+
+
+class ChatSession:
+    """One websocket connection of one conversation."""
+
+    def __init__(self, ws: WebSocket, assistant: Assistant, ip_limiter: RateLimiter) -> None:
+        self.ws = ws
+        self.assistant = assistant
+        self.ip_limiter = ip_limiter
+        self.conn_limiter = RateLimiter(*CONN_RATE)
+        self.ip = ws.client.host if ws.client else "?"
+        self.cid = ""
+        self.sent = 0  # highest seq sent on this connection
+        self.place: str | None = None
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send({"type": "error", "code": code, "message": message})
+
+    async def flush(self) -> None:
+        """Send every stored message after the last one this connection sent, in order."""
+        store = self.assistant.store
+        events = await anyio.to_thread.run_sync(store.events_after, self.cid, self.sent, SHOWN)
+        for e in events:
+            if e["seq"] > self.sent:
+                self.sent = e["seq"]
+                await self.send(frame_of(e))
+
+    async def hello(self, frame: dict[str, Any]) -> None:
+        cid = frame.get("conversation_id")
+        last = frame.get("last_seq", 0)
+        place = frame.get("place")
+        self.place = place if isinstance(place, str) and len(place) <= 200 else None
+        resumed = False
+        if isinstance(cid, str) and 0 < len(cid) <= 160 and await self.assistant.exists(cid):
+            resumed = True
+            self.cid = cid
+        else:
+            self.cid = await self.assistant.create(channel="web")
+        self.sent = last if resumed and isinstance(last, int) and last >= 0 else 0
+        server_last = await anyio.to_thread.run_sync(self.assistant.store.last_seq, self.cid)
+        self.sent = min(self.sent, server_last)
+        await self.send({"type": "welcome", "conversation_id": self.cid, "resumed": resumed,
+                         "last_seq": server_last})
+        await self.flush()
+
+    async def message(self, frame: dict[str, Any]) -> None:
+        text = frame.get("text")
+        client_id = frame.get("client_id")
+        if not isinstance(text, str) or not isinstance(client_id, str) or not client_id:
+            await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+            return
+        if len(client_id) > 100:
+            await self.error("bad_frame", "消息编号太长。")
+            return
+        if not (self.conn_limiter.allow("c") and self.ip_limiter.allow(self.ip)):
+            await self.error("rate_limited", "您发送得太快了，请稍等几秒再发。")
+            return
+        try:
+            await self.assistant.handle(
+                UserMessage(self.cid, text, channel="web", message_id=client_id, place=self.place),
+                create=True,
+            )
+        except MessageRejected as exc:
+            await self.send({"type": "ack", "client_id": client_id, "rejected": True})
+            code = "empty" if not text.strip() else "too_long"
+            await self.error(code, str(exc))
+            return
+        await self.send({"type": "ack", "client_id": client_id})
+        await self.flush()
+
+    async def run(self) -> None:
+        while True:
+            raw = await self.ws.receive_text()
+            if len(raw.encode()) > MAX_FRAME:
+                await self.error("too_large", "消息太长了，请分几次发送。")
+                continue
+            try:
+                frame = json.loads(raw)
+            except json.JSONDecodeError:
+                await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+                continue
+            if not isinstance(frame, dict):
+                await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+                continue
+            try:
+                await self.dispatch(frame)
+            except WebSocketDisconnect:
+                raise
+            except Exception:
+                # One bad message never kills the connection: logged, the user is told.
+                log.exception("web chat frame failed (conversation %s)", self.cid or "-")
+                await self.error("internal", "处理消息时出了点问题，请稍后再试或拨打 12345。")
+
+    async def dispatch(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "ping":
+            await self.send({"type": "pong"})
+        elif kind in ("pong", "ack"):
+            return
+        elif kind == "hello":
+            await self.hello(frame)
+        elif not self.cid:
+            await self.error("bad_frame", "请先发送 hello。")
+        elif kind == "message":
+            await self.message(frame)
+        else:
+            await self.error("bad_frame", "不认识的消息类型。")
+
+    async def pinger(self) -> None:
+        while True:
+            await asyncio.sleep(PING_EVERY)
+            await self.send({"type": "ping"})
+
+
+@router.websocket("/ws/chat")
+async def chat_socket(ws: WebSocket) -> None:
+    services = ws.app.state.services
+    await ws.accept()
+    session = ChatSession(ws, services.assistant, services.ip_limiter)
+    pinger = asyncio.create_task(session.pinger())
+    try:
+        await session.run()
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        # Nothing crashes the loop silently: logged, and the client is told before closing.
+        log.exception("web chat socket failed (conversation %s)", session.cid or "-")
+        with contextlib.suppress(Exception):
+            await session.error("internal", "服务出了点问题，正在重新连接……")
+            await ws.close(code=1011)
+    finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
+
