@@ -34,6 +34,9 @@ class Services:
     guide_hash: str
     ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*IP_RATE))
 
+    def __post_init__(self) -> None:
+        self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
+
 
 def build_services(settings: Settings) -> Services:
     """Blocking set-up (database, guide base, NLU training, index): run in a thread."""

@@ -20,3 +20,6 @@ class Settings(BaseSettings):
     rasa_url: str = "http://127.0.0.1:5005"
     redis_url: str | None = None
     max_message_chars: int = 1000
+    # Web chat messages per 10 s from one client address (a government office behind one
+    # NAT address may need more).
+    ws_ip_limit: int = 60

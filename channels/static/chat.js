@@ -260,6 +260,7 @@
       b.appendChild(el('p', 'text', m.text));
     }
     renderButtons(m.buttons, b);
+    if (c || b.querySelector('.rating')) b.classList.add('wide');   // cards and the rating row use the full width
     var tb = timeOf(m.at);
     if (tb) b.appendChild(tb);
     rowB.appendChild(b);
