@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -25,6 +26,12 @@ POPULAR = [
     "newborn-bundle", "id-card-replacement", "social-security-card-replace",
     "hpf-withdraw-rent", "offsite-medical-filing", "residence-permit",
 ]
+
+
+@dataclass(frozen=True)
+class Handled:
+    replies: list[Reply]
+    events: list[dict[str, Any]]  # as ``store.events_after`` returns them
 
 
 class AssistantError(Exception):
@@ -47,6 +54,7 @@ class Assistant:
         store: SqlConversationStore,
         *,
         max_chars: int = 1000,
+        workers: int = 2,
     ) -> None:
         self.guide = guide
         self.understanding = understanding
@@ -54,6 +62,9 @@ class Assistant:
         self.max_chars = max_chars
         self.ctx = Ctx(guide, [p for p in POPULAR if guide.entry(p) is not None])
         self._locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
+        # Few worker threads on purpose: the work is CPU-bound Python, and many threads
+        # fighting the event loop for the GIL made latency worse (benchmarks/load_ws.py).
+        self.limiter = anyio.CapacityLimiter(workers)
 
     def _lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
@@ -77,38 +88,46 @@ class Assistant:
         return await anyio.to_thread.run_sync(self.store.load, conversation_id) is not None
 
     async def handle(self, msg: UserMessage, *, create: bool = False) -> list[Reply]:
+        return (await self.handle_logged(msg, create=create)).replies
+
+    async def handle_logged(self, msg: UserMessage, *, create: bool = False) -> Handled:
+        """Like ``handle``, also returning the events this message appended to the log
+        (none when the message id was already processed)."""
         text = msg.text.strip()
         if not text:
             raise MessageRejected("消息不能为空")
         if len(text) > self.max_chars:
             raise MessageRejected(f"消息太长了（{len(text)} 字），请控制在 {self.max_chars} 字以内")
         async with self._lock(msg.conversation_id):
-            if msg.message_id is not None:
-                seen = await anyio.to_thread.run_sync(
-                    self.store.processed, msg.conversation_id, msg.message_id
-                )
-                if seen is not None:
-                    return seen
-            conv = await anyio.to_thread.run_sync(self.store.load, msg.conversation_id)
-            if conv is None:
-                if not create:
-                    raise ConversationNotFound(msg.conversation_id)
-                conv = Conversation(msg.conversation_id, channel=msg.channel)
-            if msg.place and not conv.place:
-                conv.place = msg.place
-            out = await anyio.to_thread.run_sync(self._process, conv, text)
-            events = [
-                Event("user", {"text": text, "channel": msg.channel}),
-                *out.events,
-                *(Event("bot", r.as_dict()) for r in out.replies),
-            ]
-            await anyio.to_thread.run_sync(
-                lambda: self.store.save(
-                    conv, events, message_id=msg.message_id, replies=out.replies,
-                    unanswered=out.unanswered, ratings=out.ratings, comment=out.comment,
-                )
+            # One worker-thread hop for the whole load → understand → step → save: the
+            # per-conversation lock keeps it serial, and hops cost more than the SQL.
+            return await anyio.to_thread.run_sync(
+                self._handle_sync, msg, text, create, limiter=self.limiter
             )
-            return out.replies
+
+    def _handle_sync(self, msg: UserMessage, text: str, create: bool) -> Handled:
+        if msg.message_id is not None:
+            seen = self.store.processed(msg.conversation_id, msg.message_id)
+            if seen is not None:
+                return Handled(seen, [])
+        conv = self.store.load(msg.conversation_id)
+        if conv is None:
+            if not create:
+                raise ConversationNotFound(msg.conversation_id)
+            conv = Conversation(msg.conversation_id, channel=msg.channel)
+        if msg.place and not conv.place:
+            conv.place = msg.place
+        out = self._process(conv, text)
+        events = [
+            Event("user", {"text": text, "channel": msg.channel}),
+            *out.events,
+            *(Event("bot", r.as_dict()) for r in out.replies),
+        ]
+        logged = self.store.save(
+            conv, events, message_id=msg.message_id, replies=out.replies,
+            unanswered=out.unanswered, ratings=out.ratings, comment=out.comment,
+        )
+        return Handled(out.replies, logged)
 
     def _process(self, conv: Conversation, text: str) -> Outcome:
         if conv.mode is ConversationMode.WITH_AGENT:

@@ -118,9 +118,12 @@ def step(conv: Conversation, text: str, u: Understood, ctx: Ctx) -> Outcome:
     elif conv.stage is Stage.SITUATION:
         if _situation_answer(conv, text, cmd, u, ctx, out):
             return out
-    elif conv.stage is Stage.WALK and conv.walk is not None:
-        if _walk_answer(conv, text, cmd, u, ctx, out):
-            return out
+    elif (
+        conv.stage is Stage.WALK
+        and conv.walk is not None
+        and _walk_answer(conv, text, cmd, u, ctx, out)
+    ):
+        return out
 
     if cmd:
         return _button(conv, cmd, ctx, out)

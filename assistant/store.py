@@ -4,7 +4,9 @@ processed message ids (so a repeat is answered once), unanswered questions, rati
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -127,6 +131,11 @@ class SqlConversationStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time and its busy handler sleeps in coarse steps:
+        # queueing writers here instead keeps the tail latency low. PostgreSQL needs none.
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def create(self, conversation: Conversation) -> None:
         with Session(self.engine) as s, s.begin():
@@ -140,15 +149,24 @@ class SqlConversationStore:
                 )
             )
 
+    # The hot path (every message) uses SQLAlchemy Core: the ORM's unit of work cost more
+    # than the SQL itself (benchmarks/load_ws.py).
+
     def load(self, conversation_id: str) -> Conversation | None:
-        with Session(self.engine) as s:
-            row = s.get(ConversationRow, conversation_id)
-            return None if row is None else Conversation.from_state(row.id, row.state)
+        t = ConversationRow.__table__
+        with self.engine.connect() as c:
+            state = c.execute(select(t.c.state).where(t.c.id == conversation_id)).scalar()
+        return None if state is None else Conversation.from_state(conversation_id, state)
 
     def processed(self, conversation_id: str, message_id: str) -> list[Reply] | None:
-        with Session(self.engine) as s:
-            row = s.get(ProcessedRow, (conversation_id, message_id))
-            return None if row is None else [Reply.from_dict(r) for r in row.replies]
+        t = ProcessedRow.__table__
+        with self.engine.connect() as c:
+            replies = c.execute(
+                select(t.c.replies).where(
+                    t.c.conversation_id == conversation_id, t.c.message_id == message_id
+                )
+            ).scalar()
+        return None if replies is None else [Reply.from_dict(r) for r in replies]
 
     def save(
         self,
@@ -160,55 +178,61 @@ class SqlConversationStore:
         unanswered: Sequence[tuple[str, str, str]] = (),
         ratings: Sequence[tuple[str | None, int, str | None]] = (),
         comment: str | None = None,
-    ) -> None:
-        """State, events, the processed id and side records in one transaction."""
-        with Session(self.engine) as s, s.begin():
-            row = s.get(ConversationRow, conversation.id)
-            if row is None:
-                row = ConversationRow(id=conversation.id, channel=conversation.channel)
-                s.add(row)
-            row.mode = conversation.mode.value
-            row.current = conversation.current
-            row.state = conversation.to_state()
-            row.updated_at = _now()
-            s.flush()
-            seq = s.scalar(
+    ) -> list[dict[str, Any]]:
+        """State, events, the processed id and side records in one transaction. Returns
+        the appended events as ``events_after`` would."""
+        now = _now()
+        values = {"mode": conversation.mode.value, "current": conversation.current,
+                  "state": conversation.to_state(), "updated_at": now}
+        with self._write_lock, self.engine.begin() as c:
+            done = c.execute(
+                update(ConversationRow).where(ConversationRow.id == conversation.id).values(**values)
+            ).rowcount
+            if not done:
+                c.execute(insert(ConversationRow).values(id=conversation.id,
+                                                 channel=conversation.channel,
+                                                 created_at=now, **values))
+            seq = c.execute(
                 select(func.coalesce(func.max(EventRow.seq), 0)).where(
                     EventRow.conversation_id == conversation.id
                 )
-            ) or 0
-            for e in events:
-                seq += 1
-                s.add(
-                    EventRow(
-                        conversation_id=conversation.id, seq=seq, type=e.type,
-                        payload=e.payload, message_id=message_id,
-                    )
-                )
+            ).scalar() or 0
+            rows: list[dict[str, Any]] = [
+                {"conversation_id": conversation.id, "seq": seq + i, "type": e.type,
+                 "payload": e.payload, "message_id": message_id, "created_at": now}
+                for i, e in enumerate(events, 1)
+            ]
+            if rows:
+                c.execute(insert(EventRow), rows)
             if message_id is not None:
-                s.add(
-                    ProcessedRow(
-                        conversation_id=conversation.id,
-                        message_id=message_id,
-                        replies=[r.as_dict() for r in replies],
-                    )
-                )
-            for text, norm, reason in unanswered:
-                s.add(UnansweredRow(conversation_id=conversation.id, text=text,
-                                    normalized=norm, reason=reason))
-            for entry, score, note in ratings:
-                s.add(RatingRow(conversation_id=conversation.id, entry_id=entry, score=score,
-                                comment=note))
+                c.execute(insert(ProcessedRow).values(
+                    conversation_id=conversation.id, message_id=message_id,
+                    replies=[r.as_dict() for r in replies]))
+            if unanswered:
+                c.execute(insert(UnansweredRow), [
+                    {"conversation_id": conversation.id, "text": text, "normalized": norm,
+                     "reason": reason, "created_at": now}
+                    for text, norm, reason in unanswered
+                ])
+            if ratings:
+                c.execute(insert(RatingRow), [
+                    {"conversation_id": conversation.id, "entry_id": entry, "score": score,
+                     "comment": note, "kind": "bot", "created_at": now}
+                    for entry, score, note in ratings
+                ])
             if comment is not None:
-                s.flush()
-                last = s.scalars(
-                    select(RatingRow)
-                    .where(RatingRow.conversation_id == conversation.id)
-                    .order_by(RatingRow.id.desc())
-                    .limit(1)
-                ).first()
+                last = c.execute(
+                    select(func.max(RatingRow.id)).where(
+                        RatingRow.conversation_id == conversation.id
+                    )
+                ).scalar()
                 if last is not None:
-                    last.comment = comment
+                    c.execute(update(RatingRow).where(RatingRow.id == last).values(comment=comment))
+        return [
+            {"seq": r["seq"], "type": r["type"], "at": now.isoformat(),
+             "message_id": message_id, **r["payload"]}
+            for r in rows
+        ]
 
     def events(self, conversation_id: str) -> list[dict[str, Any]]:
         with Session(self.engine) as s:
@@ -223,19 +247,16 @@ class SqlConversationStore:
             ]
 
     def events_after(
-        self, conversation_id: str, seq: int, types: Sequence[str]
+        self, conversation_id: str, seq: int, types: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Events of the given types with a sequence number above ``seq``, in order."""
+        """Events (of the given types, or all) with a sequence number above ``seq``."""
         with Session(self.engine) as s:
-            rows = s.scalars(
-                select(EventRow)
-                .where(
-                    EventRow.conversation_id == conversation_id,
-                    EventRow.seq > seq,
-                    EventRow.type.in_(list(types)),
-                )
-                .order_by(EventRow.seq)
+            q = select(EventRow).where(
+                EventRow.conversation_id == conversation_id, EventRow.seq > seq
             )
+            if types is not None:
+                q = q.where(EventRow.type.in_(list(types)))
+            rows = s.scalars(q.order_by(EventRow.seq))
             return [
                 {"seq": r.seq, "type": r.type, "at": r.created_at.isoformat(),
                  "message_id": r.message_id, **r.payload}

@@ -49,7 +49,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def citizen(url: str, script: list[str], think: tuple[float, float],
-                  lat: list[float], errors: list[str], rnd: random.Random) -> None:
+                  lat: list[float], errors: list[str], rnd: random.Random,
+                  by_turn: dict[int, list[float]]) -> None:
     try:
         async with websockets.connect(url, max_size=2**20, open_timeout=30) as ws:
             await ws.send(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
@@ -67,6 +68,7 @@ async def citizen(url: str, script: list[str], think: tuple[float, float],
                         break
                     if f["type"] == "message" and f["from"] in ("bot", "system"):
                         lat.append((time.perf_counter() - t0) * 1000)
+                        by_turn.setdefault(i, []).append(lat[-1])
                         # drain the rest of this turn's frames
                         break
     except Exception as exc:
@@ -79,10 +81,11 @@ async def run(
     rnd = random.Random(seed)
     lat: list[float] = []
     errors: list[str] = []
+    by_turn: dict[int, list[float]] = {}
     t0 = time.perf_counter()
     await asyncio.gather(*(
         citizen(url, SCRIPTS[i % len(SCRIPTS)][:turns], think, lat, errors,
-                random.Random(rnd.random()))
+                random.Random(rnd.random()), by_turn)
         for i in range(n)
     ))
     elapsed = time.perf_counter() - t0
@@ -94,7 +97,9 @@ async def run(
     return {"conversations": n, "replies": len(lat), "seconds": elapsed,
             "msgs_per_s": len(lat) / elapsed, "p50": statistics.median(lat) if lat else float("nan"),
             "p95": pct(0.95), "p99": pct(0.99), "errors": len(errors),
-            "error_kinds": {e: errors.count(e) for e in set(errors)}}
+            "error_kinds": {e: errors.count(e) for e in set(errors)},
+            "p99_by_turn": {t: round(sorted(v)[int(len(v) * 0.99)], 1)
+                            for t, v in sorted(by_turn.items())}}
 
 
 def main() -> None:
@@ -133,6 +138,7 @@ def main() -> None:
               f"{r['seconds']:.1f} s, {r['msgs_per_s']:.1f} msg/s, errors {r['errors']} "
               f"{r['error_kinds'] or ''}")
         print(f"reply latency p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, p99 {r['p99']:.1f} ms")
+        print(f"p99 by turn: {r['p99_by_turn']}")
         print(f"server RSS {rss}")
     finally:
         if proc:

@@ -119,13 +119,21 @@ class ChatSession:
         await self.send({"type": "error", "code": code, "message": message})
 
     async def flush(self) -> None:
-        """Send every stored message after the last one this connection sent, in order."""
+        """Send every stored message after the last event this connection has passed."""
         store = self.assistant.store
-        events = await anyio.to_thread.run_sync(store.events_after, self.cid, self.sent, SHOWN)
+        events = await anyio.to_thread.run_sync(
+            store.events_after, self.cid, self.sent, None, limiter=self.assistant.limiter
+        )
+        await self._send_events(events)
+
+    async def _send_events(self, events: list[dict[str, Any]]) -> None:
         for e in events:
             if e["seq"] > self.sent:
+                # ``sent`` passes hidden events too, so it always says "nothing before this
+                # is missing" — the invariant resume relies on.
                 self.sent = e["seq"]
-                await self.send(frame_of(e))
+                if e["type"] in SHOWN:
+                    await self.send(frame_of(e))
 
     async def hello(self, frame: dict[str, Any]) -> None:
         cid = frame.get("conversation_id")
@@ -158,7 +166,7 @@ class ChatSession:
             await self.error("rate_limited", "您发送得太快了，请稍等几秒再发。")
             return
         try:
-            await self.assistant.handle(
+            handled = await self.assistant.handle_logged(
                 UserMessage(self.cid, text, channel="web", message_id=client_id, place=self.place),
                 create=True,
             )
@@ -168,7 +176,11 @@ class ChatSession:
             await self.error(code, str(exc))
             return
         await self.send({"type": "ack", "client_id": client_id})
-        await self.flush()
+        events = handled.events
+        if events and events[0]["seq"] == self.sent + 1:
+            await self._send_events(events)  # straight from the save: no second read
+        else:
+            await self.flush()  # something else was appended meanwhile (or a duplicate)
 
     async def run(self) -> None:
         while True:

@@ -28,6 +28,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             if db and db != ":memory:":
                 cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: durable across application crashes, one fsync per checkpoint
+                # instead of per commit (a chat message is several small commits).
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
 
         return engine

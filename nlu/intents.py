@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import sklearn
 import yaml
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -133,6 +134,8 @@ class EmbeddedClassifier:
         self._model = LogisticRegression(C=8.0, max_iter=2000)
         self._model.fit(x, labels)
         self.classes: list[str] = [str(c) for c in self._model.classes_]
+        self._coef_t = sparse.csr_matrix(self._model.coef_.T)
+        self._intercept = self._model.intercept_.astype(np.float64)
         self.entities = EntityExtractor(self.data)
 
     def _analyze(self, text: str) -> list[str]:
@@ -148,7 +151,14 @@ class EmbeddedClassifier:
         return sparse.hstack(parts).tocsr()
 
     def parse(self, text: str) -> ParseResult:
-        probs = self._model.predict_proba(self._features([text]))[0]
+        # The linear model by hand: sklearn's per-call input validation costs more than
+        # the arithmetic for one short sentence (measured: 1.9 → 0.6 ms).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            x = self._features([text])
+        logits = (x @ self._coef_t).toarray().ravel() + self._intercept
+        logits -= logits.max()
+        probs = np.exp(logits)
+        probs /= probs.sum()
         order = np.argsort(-probs)
         ranking = [(self.classes[i], float(probs[i])) for i in order[:5]]
         return ParseResult(ranking[0][0], ranking[0][1], self.entities.extract(text), ranking)

@@ -23,6 +23,11 @@ NON_ITEM_INTENTS = frozenset(
     {"greet", "thanks", "goodbye", "affirm", "deny", "dont_know", "choose",
      "request_human", "complain"}
 )
+FOLLOW_UP_INTENTS = frozenset(
+    {"ask_time", "ask_fee", "ask_location", "ask_online", "ask_conditions", "ask_materials"}
+)
+SHORT_ACT = 6  # characters
+SHORT_FOLLOW_UP = 4  # "要多久" names no item; "身份证要钱吗" does
 # A non-item act still gets items when retrieval is this sure ("社保卡丢了，转人工").
 STRONG_MATCH = 0.62
 # In-scope evidence: dense similarity of the top hit, its sparse coverage, minus the intent
@@ -97,6 +102,13 @@ class Understanding:
         parsed = self.classifier.parse(q)
         # An audience word (公司, 个人) is left to the dialogue: "公司派我出差办护照" is a
         # personal item, so filtering on it here would lose the right answer.
+        short = (parsed.intent in NON_ITEM_INTENTS and len(q) <= SHORT_ACT) or (
+            parsed.intent in FOLLOW_UP_INTENTS and len(q) <= SHORT_FOLLOW_UP
+        )
+        if short and parsed.confidence >= 0.85:
+            # "要多久", "谢谢", "第二个": a short, sure dialogue act names no item, so the
+            # search (half the cost of a message) is skipped.
+            return Understood(text, q, parsed, [], 0.0)
         hits = self.search(text, k=k, scope=scope, normalized=q)
         conf = match_confidence(hits[0], dict(parsed.ranking).get("out_of_scope", 0.0)) if hits else 0.0
         top = hits[0].score if hits else 0.0

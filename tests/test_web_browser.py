@@ -165,9 +165,11 @@ def test_reload_shows_transcript(page: object) -> None:
 
 
 def test_elder_mode_is_larger_and_remembered(page: object) -> None:
-    size = lambda: page.evaluate(  # type: ignore[attr-defined]  # noqa: E731
-        "parseFloat(getComputedStyle(document.querySelector('#msg')).fontSize)"
-    )
+    def size() -> float:
+        return float(page.evaluate(  # type: ignore[attr-defined]
+            "parseFloat(getComputedStyle(document.querySelector('#msg')).fontSize)"
+        ))
+
     normal = size()
     page.click("#elder-toggle")  # type: ignore[attr-defined]
     assert page.evaluate("document.body.classList.contains('elder')")  # type: ignore[attr-defined]
