@@ -3,7 +3,6 @@ processed message ids (so a repeat is answered once), unanswered questions, rati
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -12,8 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -32,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from assistant.model import Conversation, Reply
+from knowledge.db import migrate as migrate_package
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_assistant"
@@ -120,10 +118,7 @@ class Event:
 
 
 def migrate(engine: Engine) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["engine"] = engine
-    command.upgrade(cfg, "head")
+    migrate_package(engine, MIGRATIONS)
 
 
 class SqlConversationStore:
@@ -286,6 +281,3 @@ class SqlConversationStore:
             return [{"entry_id": r.entry_id, "score": r.score, "comment": r.comment}
                     for r in rows]
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

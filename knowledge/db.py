@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,13 +40,33 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, script_location: Path = MIGRATIONS) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("script_location", str(script_location))
     cfg.attributes["engine"] = engine
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the guide-base tables to the newest revision."""
-    command.upgrade(alembic_config(engine), "head")
+def migrate(engine: Engine, script_location: Path = MIGRATIONS) -> None:
+    """Bring a package's tables (the guide base by default) to the newest revision."""
+    command.upgrade(alembic_config(engine, script_location), "head")
+
+
+def run_env(metadata: MetaData, version_table: str) -> None:
+    """The body of a package's Alembic ``env.py``: several packages own tables in one
+    database, each with its own version table, and each compares only its own tables."""
+    from alembic import context
+
+    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+        return type_ != "table" or name in metadata.tables
+
+    engine: Engine = context.config.attributes["engine"]
+    with engine.begin() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table=version_table,
+            render_as_batch=connection.dialect.name == "sqlite",
+            include_name=include_name,
+        )
+        context.run_migrations()

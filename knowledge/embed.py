@@ -131,12 +131,15 @@ class VectorCache:
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             first.setdefault(k, i)
-        rows = np.fromiter(first.values(), dtype=np.int64)
+        # Usually every passage is distinct: write the array as it is, not a 2nd copy.
+        unique = len(first) == len(keys)
+        rows = None if unique else np.fromiter(first.values(), dtype=np.int64)
         fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".npz.tmp")
         os.close(fd)
         try:
             with open(tmp, "wb") as fh:
-                np.savez(fh, keys=np.array(list(first)), vectors=vectors[rows])
+                np.savez(fh, keys=np.array(list(first)),
+                         vectors=vectors if rows is None else vectors[rows])
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
