@@ -9,11 +9,11 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
-from assistant.flows import Ctx, Outcome, checklist, step
+from assistant.flows import Ctx, Outcome, PlaceAware, checklist, step
 from assistant.model import Conversation, ConversationMode, Reply, UserMessage
 from assistant.store import Event, SqlConversationStore
 from knowledge.validate import GuideBase
@@ -32,6 +32,12 @@ POPULAR = [
 class Handled:
     replies: list[Reply]
     events: list[dict[str, Any]]  # as ``store.events_after`` returns them
+
+
+class PlaceLog(Protocol):
+    """Records what is asked at a door-sign place (statistics; injected, like PlaceAware)."""
+
+    def record_message(self, place_id: str, text: str, entry_id: str | None) -> None: ...
 
 
 class AssistantError(Exception):
@@ -55,12 +61,15 @@ class Assistant:
         *,
         max_chars: int = 1000,
         workers: int = 2,
+        places: PlaceAware | None = None,
+        place_log: PlaceLog | None = None,
     ) -> None:
         self.guide = guide
         self.understanding = understanding
         self.store = store
         self.max_chars = max_chars
-        self.ctx = Ctx(guide, [p for p in POPULAR if guide.entry(p) is not None])
+        self.ctx = Ctx(guide, [p for p in POPULAR if guide.entry(p) is not None], places)
+        self.place_log = place_log
         self._locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
         # Few worker threads on purpose: the work is CPU-bound Python, and many threads
         # fighting the event loop for the GIL made latency worse (benchmarks/load_ws.py).
@@ -115,9 +124,11 @@ class Assistant:
             if not create:
                 raise ConversationNotFound(msg.conversation_id)
             conv = Conversation(msg.conversation_id, channel=msg.channel)
-        if msg.place and not conv.place:
-            conv.place = msg.place
+        if msg.place:
+            conv.place = msg.place  # the latest scanned plate: the citizen stands there now
         out = self._process(conv, text)
+        if conv.place and self.place_log is not None:
+            self.place_log.record_message(conv.place, text, conv.current)
         events = [
             Event("user", {"text": text, "channel": msg.channel}),
             *out.events,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from assistant.model import Button, Conversation, ConversationMode, Reply, Stage, Walk
 from assistant.render import (
@@ -54,10 +55,22 @@ FOLLOW_UPS = {"ask_time", "ask_fee", "ask_location", "ask_online", "ask_conditio
               "ask_materials"}
 
 
+class PlaceAware(Protocol):
+    """Knows the door-sign places (the doorplate package, injected by the composition root:
+    the assistant does not import it)."""
+
+    def place_name(self, place_id: str) -> str | None: ...
+
+    def locate(self, entry: Entry, place_id: str) -> list[str]:
+        """The “在哪办” reply lines for ``entry`` seen from the place; [] if unknown."""
+        ...
+
+
 @dataclass
 class Ctx:
     guide: GuideBase
     suggestions: list[str] = field(default_factory=list)  # entry ids of popular items
+    places: PlaceAware | None = None
 
 
 @dataclass
@@ -262,6 +275,11 @@ def _follow_up(conv: Conversation, intent: str, text: str, ctx: Ctx, out: Outcom
 
 
 def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+    if conv.place and ctx.places is not None:
+        scoped = ctx.places.locate(e, conv.place)
+        if scoped:
+            out.say("\n".join([*scoped, f"咨询电话：{e.phone or HOTLINE}"]))
+            return
     lines = [f"“{e.name}”在哪办：{e.where.text}"]
     points = [p for p in ctx.guide.service_points.values()
               if e.id in p.items or p.point_type == e.where.point_type][:2]

@@ -17,8 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.core import Assistant, ConversationNotFound, MessageRejected
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
+from channels.doorplate_web import build_doorplates, doorplate_locator
 from channels.settings import Settings
 from channels.web import IP_RATE, RateLimiter
+from doorplate.service import Doorplates
 from knowledge.db import make_engine
 from knowledge.db import migrate as migrate_guide
 from knowledge.store import ensure_loaded, load_stored, stored_hash
@@ -34,6 +36,7 @@ class Services:
     assistant: Assistant
     guide_hash: str
     ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*IP_RATE))
+    doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
@@ -50,15 +53,25 @@ def build_services(settings: Settings) -> Services:
     guide = load_stored(engine)
     content = stored_hash(engine) or "unknown"
     understanding = Understanding(guide, content, index_dir=settings.index_dir)
+    if settings.nlu == "rasa":
+        from nlu.rasa_client import RasaClassifier
+        from nlu.rasa_project import model_name
+
+        # Rasa answers intents; the embedded model stands in whenever Rasa is down.
+        understanding.classifier = RasaClassifier(
+            settings.rasa_url, understanding.classifier, expected_model=model_name(guide)
+        )
+    doorplates = build_doorplates(settings, engine, guide)
     assistant = Assistant(
-        guide, understanding, SqlConversationStore(engine), max_chars=settings.max_message_chars
+        guide, understanding, SqlConversationStore(engine), max_chars=settings.max_message_chars,
+        places=doorplate_locator(doorplates, guide), place_log=doorplates,
     )
     # The guide base, jieba's dictionary and the models are millions of long-lived objects;
     # without this every full garbage collection walks them all (100+ ms pauses, measured
     # as the p99 of benchmarks/load_ws.py).
     gc.collect()
     gc.freeze()
-    return Services(settings, assistant, content)
+    return Services(settings, assistant, content, doorplates=doorplates)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -83,10 +96,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return JSONResponse({"error": "请求内容太大", "code": "body_too_large"}, 413)
         return await call_next(request)
 
-    from channels import rest, web
+    from channels import doorplate_web, rest, web, wechat
 
     app.include_router(rest.router)
     app.include_router(web.router)
+    app.include_router(doorplate_web.router)
+    app.include_router(wechat.router)
     return app
 
 

@@ -101,10 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_later_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands whose implementation lives in other modules (imported lazily: fast CLI)."""
-    from channels import cli_chat, cli_nlu
+    from channels import cli_chat, cli_doorplate, cli_nlu
 
     cli_nlu.register(sub)
     cli_chat.register(sub)
+    cli_doorplate.register(sub)
+    from channels import wechat_cli
+
+    wechat_cli.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,9 +52,62 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_nlu(args: argparse.Namespace, settings: Settings) -> int:
+    """Intent accuracy, macro-F1, latency and RSS of the NLU backends, in one run."""
+    from knowledge.validate import load_guide
+    from nlu.evaluate_intents import INTENTS_DEV, evaluate_intents, read_intent_cases
+    from nlu.intents import EmbeddedClassifier
+    from nlu.rasa_client import RasaClassifier
+    from nlu.rasa_project import model_name
+    from nlu.tokenizer import Tokenizer
+
+    cases = read_intent_cases(Path(args.file) if args.file else INTENTS_DEV)
+    backends = ["embedded", "rasa"] if args.nlu == "both" else [args.nlu]
+    tokenizer = Tokenizer(load_guide())
+    embedded = EmbeddedClassifier(words=tokenizer.plain_terms)
+    reports = []
+    for b in backends:
+        if b == "embedded":
+            reports.append(evaluate_intents("embedded", embedded, cases))
+            continue
+        rasa = RasaClassifier(settings.rasa_url, embedded, timeout=5.0, max_failures=10**9,
+                              expected_model=model_name())
+        status = rasa.status()
+        if not status.get("reachable"):
+            print(f"Rasa 不可用 ({settings.rasa_url}): 先运行 scripts/rasa.sh start", file=sys.stderr)
+            return 2
+        pid_file = Path("var/rasa/rasa.pid")
+        pid = int(pid_file.read_text()) if pid_file.exists() else None
+        before = rasa._state.failures
+        report = evaluate_intents("rasa", rasa, cases, rss_pid=pid, own_process=False)
+        if rasa._state.failures != before:
+            print("Rasa 请求失败，结果不可信", file=sys.stderr)
+            return 2
+        if status.get("stale"):
+            print(f"警告: Rasa 模型 {status.get('model')} 不是用当前数据训练的", file=sys.stderr)
+        reports.append(report)
+        rasa.close()
+    if args.json:
+        print(json.dumps([r.as_json() for r in reports], ensure_ascii=False))
+        return 0
+    print(f"intent development set: {len(cases)} utterances")
+    print("| backend | accuracy | macro-F1 | parse p50 | parse p99 | RSS |")
+    print("|---|---|---|---|---|---|")
+    for r in reports:
+        rss = "n/a" if r.rss_mb is None else f"{r.rss_mb:.0f} MB"
+        print(f"| {r.backend} | {r.accuracy:.3f} | {r.macro_f1:.3f} | {r.p50_ms:.2f} ms | "
+              f"{r.p99_ms:.2f} ms | {rss} |")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from nlu.evaluate import EvalFileError, evaluate, read_cases
 
+    if args.nlu:
+        return cmd_eval_nlu(args, settings)
+    if not args.file:
+        print("请给出评测文件 (JSONL: q, expect)，或用 --nlu 评测意图识别", file=sys.stderr)
+        return 2
     try:
         cases = read_cases(Path(args.file))
     except (OSError, EvalFileError) as exc:
@@ -90,7 +143,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--top", type=int, default=5)
     s.set_defaults(func=cmd_search)
-    e = sub.add_parser("eval", help="评测检索效果 (JSONL: q, expect)")
-    e.add_argument("file")
+    e = sub.add_parser("eval", help="评测检索效果 (JSONL: q, expect); --nlu: 评测意图识别")
+    e.add_argument("file", nargs="?")
+    e.add_argument("--nlu", choices=["embedded", "rasa", "both"],
+                   help="intent accuracy / macro-F1 / latency / RSS of NLU backends "
+                        "(default file: nlu/data/eval/intents_dev.jsonl)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)

@@ -6,6 +6,7 @@ import hashlib
 import re
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,9 +44,13 @@ def _assistant(request: Request) -> Assistant:
 async def health(request: Request) -> dict[str, Any]:
     services = request.app.state.services
     guide = services.assistant.guide
+    classifier = services.assistant.understanding.classifier
+    nlu: dict[str, Any] = {"backend": services.settings.nlu}
+    if hasattr(classifier, "status"):
+        nlu = await anyio.to_thread.run_sync(classifier.status)
     return {
         "status": "ok",
-        "nlu": services.settings.nlu,
+        "nlu": nlu,
         "guide": {"items": len(guide.items), "bundles": len(guide.bundles),
                   "hash": services.guide_hash},
     }

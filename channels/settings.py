@@ -23,3 +23,18 @@ class Settings(BaseSettings):
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).
     ws_ip_limit: int = 60
+    # Door-sign (政务门牌) QR tokens: "kid1:secret1,kid2:secret2", the first signs. Empty:
+    # ``serve`` uses a random key per process (plates then stop working on restart) and the
+    # ``doorplate`` commands refuse to print plates. No default secret on purpose.
+    doorplate_keys: str = ""
+    doorplate_key_grace_days: int = 30  # old keys still verify this long after a rotation
+    doorplate_data: Path | None = None  # None: the bundled 道里区 places (demo data)
+    public_url: str = "http://127.0.0.1:8000"  # what the QR codes point to
+    # WeChat official account (docs/wechat.md). No token: the /wechat channel is off.
+    wechat_token: str | None = None
+    wechat_appid: str | None = None
+    wechat_appsecret: str | None = None  # needed for 客服消息 (late answers, agents)
+    wechat_aes_key: str | None = None  # the 43-character EncodingAESKey: safe mode
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    # WeChat gives up after 5 s; answers later than this go out as 客服消息.
+    wechat_reply_timeout: float = 4.5

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def frame_of(event: dict[str, Any]) -> dict[str, Any]:
 class ChatSession:
     """One websocket connection of one conversation."""
 
-    def __init__(self, ws: WebSocket, assistant: Assistant, ip_limiter: RateLimiter) -> None:
+    def __init__(self, ws: WebSocket, assistant: Assistant, ip_limiter: RateLimiter,
+                 resolve_place: Callable[[str], str | None] | None = None) -> None:
         self.ws = ws
         self.assistant = assistant
         self.ip_limiter = ip_limiter
@@ -108,7 +110,8 @@ class ChatSession:
         self.ip = ws.client.host if ws.client else "?"
         self.cid = ""
         self.sent = 0  # highest seq sent on this connection
-        self.place: str | None = None
+        self.place: str | None = None  # a verified door-sign place id
+        self.resolve_place = resolve_place  # door-sign token → place id, None if invalid
         self._send_lock = asyncio.Lock()
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -139,7 +142,10 @@ class ChatSession:
         cid = frame.get("conversation_id")
         last = frame.get("last_seq", 0)
         place = frame.get("place")
-        self.place = place if isinstance(place, str) and len(place) <= 200 else None
+        self.place = None
+        if isinstance(place, str) and 0 < len(place) <= 200 and self.resolve_place is not None:
+            # The token comes from the browser: only a verified one scopes the conversation.
+            self.place = await anyio.to_thread.run_sync(self.resolve_place, place)
         resumed = False
         if isinstance(cid, str) and 0 < len(cid) <= 160 and await self.assistant.exists(cid):
             resumed = True
@@ -230,7 +236,9 @@ class ChatSession:
 async def chat_socket(ws: WebSocket) -> None:
     services = ws.app.state.services
     await ws.accept()
-    session = ChatSession(ws, services.assistant, services.ip_limiter)
+    doorplates = getattr(services, "doorplates", None)
+    session = ChatSession(ws, services.assistant, services.ip_limiter,
+                          doorplates.resolve if doorplates is not None else None)
     pinger = asyncio.create_task(session.pinger())
     try:
         await session.run()

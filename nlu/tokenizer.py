@@ -17,7 +17,7 @@ from nlu.normalize import Normalizer
 
 LEXICON = Path(__file__).parent / "data" / "lexicon.yml"
 _HAN_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+")
-_PUNCT = re.compile(r"[（）()《》“”\"'，。、！？?!,.;；:：\s·—\-/]+")
+PUNCT = _PUNCT = re.compile(r"[（）()《》“”\"'，。、！？?!,.;；:：\s·—\-/]+")
 
 # Function words and question fillers that say nothing about *which* item is meant.
 STOPWORDS = frozenset(

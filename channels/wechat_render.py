@@ -1,0 +1,105 @@
+"""Replies as WeChat text: numbered options instead of buttons, within WeChat's size limit.
+
+WeChat text messages cannot carry buttons or cards, so buttons become "回复 1 查看材料" and
+a bare "1" from the citizen is read back against the last options offered (kept in the
+conversation's own stored bot events, so it survives restarts and late delivery).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from assistant.model import Button, Reply
+
+MAX_BYTES = 2048  # WeChat's limit for a text message's content, UTF-8 bytes
+_NUMBER = re.compile(r"^\s*(\d{1,2})\s*$")
+
+
+def offered(replies: Sequence[Reply]) -> list[Button]:
+    """The buttons of a batch of replies, in order, each payload once: option n is n-1."""
+    seen: set[str] = set()
+    out: list[Button] = []
+    for r in replies:
+        for b in r.buttons:
+            if b.payload not in seen:
+                seen.add(b.payload)
+                out.append(b)
+    return out
+
+
+def render(replies: Sequence[Reply], web_url: str | None = None, lead: str = "") -> list[str]:
+    """The texts to send, each within ``MAX_BYTES``; usually one. ``lead`` goes first."""
+    parts = [t for t in (lead.strip(), *(r.text.strip() for r in replies)) if t]
+    options = offered(replies)
+    if options:
+        parts.append("\n".join(f"回复 {i} {b.title}" for i, b in enumerate(options, 1)))
+    if web_url and any(r.card for r in replies):
+        # A card (the guide entry, the checklist) reads better on a page than in a bubble.
+        parts.append(f"在网页上查看完整办事指南：{web_url}")
+    return split("\n\n".join(parts)) if parts else []
+
+
+def split(text: str, limit: int = MAX_BYTES) -> list[str]:
+    """Chunks of at most ``limit`` UTF-8 bytes, cut at paragraph, then line, then character
+    boundaries (never inside a character)."""
+    if _size(text) <= limit:
+        return [text]
+    out: list[str] = []
+    cur = ""
+    for piece in _pieces(text, limit):
+        joined = f"{cur}\n{piece}" if cur else piece
+        if _size(joined) <= limit:
+            cur = joined
+        else:
+            out.append(cur)
+            cur = piece
+    if cur:
+        out.append(cur)
+    return [c.strip("\n") for c in out if c.strip()]
+
+
+def _pieces(text: str, limit: int) -> list[str]:
+    pieces: list[str] = []
+    for line in text.split("\n"):
+        while _size(line) > limit:
+            cut = _cut(line, limit)
+            pieces.append(line[:cut])
+            line = line[cut:]
+        pieces.append(line)
+    return pieces
+
+
+def _cut(line: str, limit: int) -> int:
+    n = 0
+    for i, ch in enumerate(line):
+        n += _size(ch)
+        if n > limit:
+            return i
+    return len(line)
+
+
+def _size(s: str) -> int:
+    return len(s.encode())
+
+
+def is_choice(text: str) -> bool:
+    return _NUMBER.match(unicodedata.normalize("NFKC", text)) is not None
+
+
+def choice(text: str, recent: Sequence[dict[str, Any]]) -> str:
+    """``text`` itself, or the payload of option n when the citizen sent a bare number
+    right after being offered options. ``recent`` are the conversation's latest stored
+    events (types user, bot, agent), oldest first."""
+    m = _NUMBER.match(unicodedata.normalize("NFKC", text))
+    if m is None:
+        return text
+    last_user = max((i for i, e in enumerate(recent) if e["type"] == "user"), default=-1)
+    after = recent[last_user + 1 :]
+    if any(e["type"] != "bot" for e in after):
+        return text  # a person spoke since: the options are stale
+    options = offered([Reply.from_dict(e) for e in after])
+    n = int(m.group(1))
+    return options[n - 1].payload if 1 <= n <= len(options) else text
