@@ -3,9 +3,10 @@ processed message ids (so a repeat is answered once), unanswered questions, rati
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +25,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from assistant.model import Conversation, Reply
 from knowledge.db import migrate as migrate_package
+from knowledge.models import NAMING
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_assistant"
@@ -40,14 +43,7 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(
-        naming_convention={
-            "ix": "ix_%(column_0_label)s",
-            "uq": "uq_%(table_name)s_%(column_0_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class ConversationRow(Base):
@@ -132,6 +128,25 @@ class SqlConversationStore:
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
 
+    @contextmanager
+    def exclusive(self, conversation_id: str) -> Iterator[None]:
+        """Across server processes, one load → change → save of a conversation at a time
+        (a citizen message on one process, an agent's claim on another). PostgreSQL: an
+        advisory lock; SQLite is one process, whose per-conversation asyncio lock suffices."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        digest = hashlib.blake2b(conversation_id.encode(), digest_size=8).digest()
+        key = int.from_bytes(digest, "big", signed=True)
+        with self.engine.connect() as c:
+            c.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            c.commit()
+            try:
+                yield
+            finally:
+                c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                c.commit()
+
     def create(self, conversation: Conversation) -> None:
         with Session(self.engine) as s, s.begin():
             s.add(
@@ -212,7 +227,9 @@ class SqlConversationStore:
             if ratings:
                 c.execute(insert(RatingRow), [
                     {"conversation_id": conversation.id, "entry_id": entry, "score": score,
-                     "comment": note, "kind": "bot", "created_at": now}
+                     "comment": note, "created_at": now,
+                     # the agent desk asks for the human session's rating as "agent:<id>"
+                     "kind": "agent" if (entry or "").startswith("agent:") else "bot"}
                     for entry, score, note in ratings
                 ])
             if comment is not None:

@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from knowledge.errors import Problem  # one located-problem type for all data files
+
 FORMAT = "daoban-places/1"
+
 BUNDLED = Path(__file__).parent / "data" / "daoli.yaml"
 
 
 class DoorplateError(Exception):
     """Base of every error the doorplate package raises."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    record: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.record}: {self.field}: {self.message}"
 
 
 class PlacesInvalid(DoorplateError):

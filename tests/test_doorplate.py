@@ -41,6 +41,7 @@ from doorplate.tokens import (
 from knowledge.db import make_engine
 from knowledge.validate import GuideBase, load_guide
 from tests.harness import shared_understanding
+from tests.servers import daoban_server, launch_chromium, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 K1 = "k1:first-secret-0123456789"
@@ -451,58 +452,18 @@ def test_web_chat_trusts_only_a_verified_token(app_env: tuple[TestClient, Doorpl
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import os
-    import shutil
-    import socket
-    import time
-    import urllib.request
-
-    if not Path(shutil.which("chromium") or "/usr/bin/chromium").exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed")
-    d = tmp_path_factory.mktemp("dpbrowser")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{d / 'b.db'}",
-           "DAOBAN_INDEX_DIR": str(d / "idx"), "DAOBAN_DOORPLATE_KEYS": K1}
-    log = (d / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("daoban serve did not start: " + (d / "server.log").read_text())
-    yield base
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    require_chromium()
+    with daoban_server(tmp_path_factory.mktemp("dpbrowser"), DAOBAN_DOORPLATE_KEYS=K1) as base:
+        yield base
 
 
 @pytest.mark.browser
 def test_browser_scan_opens_the_scoped_chat(server: str) -> None:
-    import shutil
-
     from playwright.sync_api import sync_playwright
 
     token = tokens.sign(Keyring.parse(K1), 1003, datetime.now(UTC))  # 红星街7号楼
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
+        b = launch_chromium(p)
         try:
             ctx = b.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
             page = ctx.new_page()

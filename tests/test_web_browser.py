@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import daoban_server, launch_chromium, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -22,43 +19,11 @@ SHOTS = ROOT / "docs" / "screenshots"
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed")
-    d = tmp_path_factory.mktemp("browser")
-    port = _free_port()
-    env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{d / 'b.db'}",
-           "DAOBAN_INDEX_DIR": str(d / "idx")}
-    log = (d / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("daoban serve did not start: " + (d / "server.log").read_text())
-    yield base
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    require_chromium()
+    with daoban_server(tmp_path_factory.mktemp("browser")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +31,7 @@ def browser(server: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )
+        b = launch_chromium(p)
         yield b
         b.close()
 
