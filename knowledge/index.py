@@ -138,7 +138,7 @@ def _dense_index(vecs: npt.NDArray[np.float32]) -> faiss.Index:
         ivf = faiss.IndexIVFScalarQuantizer(
             quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
-        ivf.train(vecs[np.random.default_rng(0).choice(n, min(n, 50 * nlist), replace=False)])
+        ivf.train(vecs[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)])
         ivf.nprobe = 24
         index = ivf
     index.add(vecs)

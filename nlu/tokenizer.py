@@ -16,6 +16,7 @@ from knowledge.validate import GuideBase
 from nlu.normalize import Normalizer
 
 LEXICON = Path(__file__).parent / "data" / "lexicon.yml"
+MAX_DICT_WORDS = 30_000  # guide words added to jieba (the Harbin guide has ~2,000)
 _HAN_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+")
 PUNCT = _PUNCT = re.compile(r"[（）()《》“”\"'，。、！？?!,.;；:：\s·—\-/]+")
 
@@ -65,7 +66,10 @@ class Tokenizer:
         self._jieba.initialize()
         vocab = guide_vocabulary(guide)
         extra = [*self.lexicon.words, *self.lexicon.synonyms, *self.lexicon.typos.values()]
-        for w in [*vocab, *extra]:
+        # jieba stores every prefix of every added word: for a huge guide base the names
+        # would cost more memory than they help (character bigrams still match them).
+        dictionary = vocab if len(vocab) <= MAX_DICT_WORDS else vocab[:MAX_DICT_WORDS]
+        for w in [*dictionary, *extra]:
             if 2 <= len(w) <= 20 and not _PUNCT.search(w):
                 self._jieba.add_word(w, freq=20000)
         self.vocabulary = list(dict.fromkeys([*vocab, *extra]))
@@ -83,7 +87,8 @@ class Tokenizer:
             ((w, f) for w, f in self._jieba.FREQ.items() if f > 0 and 1 <= len(w) <= 4),
             key=lambda wf: -wf[1],
         )[:60000]
-        return list(dict.fromkeys([*self.vocabulary, *guide_words])), common
+        words = list(dict.fromkeys([*self.vocabulary, *guide_words]))
+        return words[:MAX_DICT_WORDS * 2], common
 
     def _syllables(self) -> set[str]:
         return {
