@@ -40,6 +40,14 @@ class PlaceLog(Protocol):
     def record_message(self, place_id: str, text: str, entry_id: str | None) -> None: ...
 
 
+class DeskHook(Protocol):
+    """The agent desk, told what each message appended (a handoff asked for, a message
+    for the agent, a rating of the human session). Injected: the assistant never imports
+    the desk."""
+
+    async def after_message(self, conversation_id: str, events: list[dict[str, Any]]) -> None: ...
+
+
 class AssistantError(Exception):
     pass
 
@@ -74,6 +82,7 @@ class Assistant:
         # Few worker threads on purpose: the work is CPU-bound Python, and many threads
         # fighting the event loop for the GIL made latency worse (benchmarks/load_ws.py).
         self.limiter = anyio.CapacityLimiter(workers)
+        self.desk: DeskHook | None = None  # set by the composition root when agents exist
 
     def _lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
@@ -110,9 +119,16 @@ class Assistant:
         async with self._lock(msg.conversation_id):
             # One worker-thread hop for the whole load → understand → step → save: the
             # per-conversation lock keeps it serial, and hops cost more than the SQL.
-            return await anyio.to_thread.run_sync(
-                self._handle_sync, msg, text, create, limiter=self.limiter
+            handled = await anyio.to_thread.run_sync(
+                self._handle_exclusive, msg, text, create, limiter=self.limiter
             )
+        if self.desk is not None and handled.events:
+            await self.desk.after_message(msg.conversation_id, handled.events)
+        return handled
+
+    def _handle_exclusive(self, msg: UserMessage, text: str, create: bool) -> Handled:
+        with self.store.exclusive(msg.conversation_id):  # other server processes
+            return self._handle_sync(msg, text, create)
 
     def _handle_sync(self, msg: UserMessage, text: str, create: bool) -> Handled:
         if msg.message_id is not None:

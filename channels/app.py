@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(web.router)
     app.include_router(doorplate_web.router)
     app.include_router(wechat.router)
+    from channels import agent_web  # after wechat: the desk pushes to WeChat citizens
+
+    app.include_router(agent_web.router)
     return app
 
 

@@ -109,6 +109,9 @@ def _add_later_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     from channels import wechat_cli
 
     wechat_cli.register(sub)
+    from channels import cli_agent
+
+    cli_agent.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

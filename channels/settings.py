@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     nlu: Literal["embedded", "rasa"] = "embedded"
     rasa_url: str = "http://127.0.0.1:5005"
     redis_url: str | None = None
+    redis_prefix: str = "daoban:"  # pub/sub channel prefix: keeps deployments apart
+    # Human 帮办 desk: how long a citizen waits in the queue before being told (留言 +
+    # 12345), how long a disconnected agent keeps its chats, how long a sign-in lasts.
+    agent_wait_limit: float = 180.0  # seconds
+    agent_grace_seconds: float = 30.0
+    agent_session_hours: float = 12.0
+    agent_sweep_seconds: float = 1.0  # how often each process checks waits and graces
     max_message_chars: int = 1000
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).

@@ -16,7 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -98,6 +98,15 @@ def frame_of(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class CitizenWatch(Protocol):
+    """Wakes a citizen's socket when its conversation grows elsewhere (an agent's message,
+    possibly on another server process); tells the agent desk whether the citizen is here."""
+
+    async def watch(self, session: ChatSession) -> None: ...
+
+    async def leave(self, session: ChatSession) -> None: ...
+
+
 class ChatSession:
     """One websocket connection of one conversation."""
 
@@ -113,6 +122,7 @@ class ChatSession:
         self.place: str | None = None  # a verified door-sign place id
         self.resolve_place = resolve_place  # door-sign token → place id, None if invalid
         self._send_lock = asyncio.Lock()
+        self.citizens: CitizenWatch | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -157,6 +167,8 @@ class ChatSession:
         self.sent = min(self.sent, server_last)
         await self.send({"type": "welcome", "conversation_id": self.cid, "resumed": resumed,
                          "last_seq": server_last})
+        if self.citizens is not None:
+            await self.citizens.watch(self)
         await self.flush()
 
     async def message(self, frame: dict[str, Any]) -> None:
@@ -239,6 +251,7 @@ async def chat_socket(ws: WebSocket) -> None:
     doorplates = getattr(services, "doorplates", None)
     session = ChatSession(ws, services.assistant, services.ip_limiter,
                           doorplates.resolve if doorplates is not None else None)
+    session.citizens = getattr(ws.app.state, "citizens", None)
     pinger = asyncio.create_task(session.pinger())
     try:
         await session.run()
@@ -254,4 +267,6 @@ async def chat_socket(ws: WebSocket) -> None:
         pinger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pinger
+        if session.citizens is not None:
+            await session.citizens.leave(session)
 

@@ -496,15 +496,26 @@ def test_concurrent_retries_answered_once(bed: Bed, fake: FakeWeChat) -> None:
 def test_late_answer_goes_out_as_customer_service_message(slow: Bed, fake: FakeWeChat) -> None:
     user = openid()
     body = msg(user, Content="社保卡丢了咋整")
-    assert [post(slow, body).text for _ in range(3)] == ["success"] * 3  # WeChat's retries
-    until(lambda: fake.texts_to(user), what="the 客服消息")
-    time.sleep(0.3)
-    texts = fake.texts_to(user)
-    assert len(texts) == 1 and "社会保障卡挂失补换" in texts[0] and "回复 1 查看材料" in texts[0]
+    # WeChat's retries. The first delivery is always late (deadline 0); a retry that comes
+    # after the answer is ready may carry it passively. Either way: answered exactly once.
+    replies = [post(slow, body).text for _ in range(3)]
+    assert replies[0] == "success"
+    passive = [r for r in replies if r != "success"]
+    assert len(passive) <= 1
+    if passive:
+        assert "社会保障卡挂失补换" in passive[0] and "回复 1 查看材料" in passive[0]
+        time.sleep(0.3)
+        assert fake.texts_to(user) == []  # not sent a second time as 客服消息
+    else:
+        until(lambda: fake.texts_to(user), what="the 客服消息")
+        time.sleep(0.3)
+        texts = fake.texts_to(user)
+        assert len(texts) == 1 and "社会保障卡挂失补换" in texts[0] and "回复 1 查看材料" in texts[0]
     assert said(slow, user) == ["社保卡丢了咋整"]
     # The number still works against options delivered late.
-    post(slow, msg(user, Content="1"))
-    until(lambda: len(fake.texts_to(user)) == 2, what="the second 客服消息")
+    sent_before = len(fake.texts_to(user))
+    assert post(slow, msg(user, Content="1")).text == "success"
+    until(lambda: len(fake.texts_to(user)) == sent_before + 1, what="the next 客服消息")
     assert said(slow, user)[-1] == "/materials"
 
 

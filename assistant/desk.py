@@ -1,0 +1,475 @@
+"""The human 帮办 desk: queue, claim, transfer, hand-back, close, grace periods, limits.
+
+The rules (who may take what, what the citizen is told) are plain functions at the top;
+``AgentDesk`` applies them at the edges: the database (conversation state, event log,
+handoff records) and the bus that wakes sockets in every server process. Every change to
+a conversation runs under the same per-conversation lock as a citizen message (and, on
+PostgreSQL, the same advisory lock), so an agent's claim and a citizen's message never
+overwrite each other, and the bot never answers a conversation an agent owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import anyio
+
+from assistant.agents import Agent, Handoff, HandoffStatus, Presence, SqlAgentStore
+from assistant.bus import EventBus
+from assistant.core import Assistant
+from assistant.flows import DESK_HOURS, RATING_BUTTONS, checklist
+from assistant.model import Conversation, ConversationMode, Reply, Stage
+from assistant.render import HOTLINE, applicable, card, card_text, material_line
+from assistant.store import Event
+from knowledge.schema import ServiceItem
+
+log = logging.getLogger(__name__)
+
+QUEUE = "queue"
+
+
+def conv_topic(cid: str) -> str:
+    return f"conv:{cid}"
+
+
+def agent_topic(agent_id: int) -> str:
+    return f"agent:{agent_id}"
+
+
+class DeskError(Exception):
+    """An agent action that cannot be done; the message is shown in the console."""
+
+
+class NotAllowed(DeskError):
+    pass
+
+
+class Conflict(DeskError):
+    pass
+
+
+class ReplySink(Protocol):
+    """Pushes that do not ride on a request (WeChat 客服消息)."""
+
+    async def push(self, conversation_id: str, replies: Sequence[Reply]) -> None: ...
+
+
+# --- the rules (pure) --------------------------------------------------------------------
+
+NOBODY = (f"目前没有帮办人员在线。您的留言会保留，工作人员上线后会处理。\n人工服务时间：{DESK_HOURS}；"
+          f"急事请拨打政务服务便民热线 {HOTLINE}。")
+OVERDUE = (f"抱歉让您久等了，帮办人员暂时都在忙。您的留言已保存，工作人员会尽快处理。\n"
+           f"人工服务时间：{DESK_HOURS}；急事请拨打 {HOTLINE}。")
+AGENT_LOST = f"帮办人员的连接中断了，已为您重新排队，请稍候。您可以继续留言；急事请拨打 {HOTLINE}。"
+HANDED_BACK = "人工服务已结束，已回到导办助手，您可以继续问我。请为刚才的人工帮办打个分："
+CLOSED = "本次人工服务已结束，感谢您的耐心。请为刚才的人工帮办打个分："
+
+
+def can_take(agent: Agent, department: str | None, busy: int) -> bool:
+    """Routing: only an online agent with the department's skill and spare capacity."""
+    return (not agent.disabled and agent.presence is Presence.ONLINE
+            and agent.serves(department) and busy < agent.max_chats)
+
+
+def candidates(agents: Sequence[Agent], load: dict[int, int],
+               department: str | None) -> list[Agent]:
+    """Who can take a chat of ``department`` now, least busy first."""
+    ok = [a for a in agents if can_take(a, department, load.get(a.id, 0))]
+    return sorted(ok, key=lambda a: (load.get(a.id, 0) / a.max_chats, a.id))
+
+
+def anyone_online(agents: Sequence[Agent], department: str | None) -> bool:
+    return any(not a.disabled and a.presence is Presence.ONLINE and a.serves(department)
+               for a in agents)
+
+
+def may_view(agent: Agent, h: Handoff | None) -> bool:
+    if agent.sees_all:
+        return True
+    if h is None:
+        return False
+    if h.status is HandoffStatus.ACTIVE:
+        return h.agent_id == agent.id
+    return h.status is HandoffStatus.QUEUED and agent.serves(h.department)
+
+
+def overdue(h: Handoff, now: datetime, limit: timedelta) -> bool:
+    return h.status is HandoffStatus.QUEUED and not h.told_overdue and now - h.queued_at > limit
+
+
+def _bot(text: str, buttons: Sequence[Any] = ()) -> Event:
+    return Event("bot", Reply(text, tuple(buttons)).as_dict())
+
+
+# --- the desk ----------------------------------------------------------------------------
+
+
+class AgentDesk:
+    def __init__(self, assistant: Assistant, agents: SqlAgentStore, bus: EventBus, *,
+                 wait_limit: float = 180.0, grace: float = 30.0,
+                 sink: Callable[[str], ReplySink | None] | None = None) -> None:
+        self.assistant = assistant
+        self.store = assistant.store
+        self.agents = agents
+        self.bus = bus
+        self.wait_limit = timedelta(seconds=wait_limit)
+        self.grace = timedelta(seconds=grace)
+        self.sink = sink or (lambda channel: None)  # channel name → where to push
+        self.citizens: dict[str, bool] = {}  # conversation → citizen socket open (any process)
+        self._outbound: dict[str, asyncio.Lock] = {}
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    def department_of(self, entry_id: str | None) -> str | None:
+        """The current item's department as a skill name (公安, 人社 …)."""
+        guide = self.assistant.guide
+        e = guide.entry(entry_id) if entry_id else None
+        if e is None:
+            return None
+        dep_id = e.department if isinstance(e, ServiceItem) else e.lead_department
+        dep = guide.departments.get(dep_id)
+        return dep.short if dep is not None else dep_id
+
+    # --- the conversation, changed under its locks ----------------------------------------
+
+    async def _change(self, cid: str, fn: Callable[[Conversation], list[Event]],
+                      message_id: str | None = None) -> list[dict[str, Any]]:
+        def sync() -> list[dict[str, Any]]:
+            with self.store.exclusive(cid):
+                if message_id is not None and self.store.processed(cid, message_id) is not None:
+                    return []  # a re-sent agent message: processed once
+                conv = self.store.load(cid)
+                if conv is None:
+                    raise Conflict("会话不存在")
+                events = fn(conv)
+                if not events:
+                    return []
+                return self.store.save(conv, events, message_id=message_id)
+
+        async with self.assistant._lock(cid):
+            logged: list[dict[str, Any]] = await anyio.to_thread.run_sync(
+                sync, limiter=self.assistant.limiter)
+        if logged:
+            await self.bus.publish(conv_topic(cid), {"cid": cid, "seq": logged[-1]["seq"]})
+        return logged
+
+    # --- what citizens' messages set off --------------------------------------------------
+
+    async def after_message(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
+        await self.bus.publish(conv_topic(conversation_id),
+                               {"cid": conversation_id, "seq": events[-1]["seq"]})
+        for e in events:
+            if e["type"] == "mode" and e.get("mode") == ConversationMode.WAITING_AGENT:
+                await self.request(conversation_id, str(e.get("reason") or "requested"))
+            elif e["type"] == "mode" and e.get("mode") == ConversationMode.BOT and e.get(
+                    "reason") == "citizen":
+                await self._cancel(conversation_id)
+            elif e["type"] == "rating" and str(e.get("entry") or "").startswith("agent:"):
+                hid = str(e["entry"]).split(":", 1)[1]
+                if hid.isdigit():
+                    await self._run(self.agents.rate, int(hid), int(e["score"]))
+
+    async def request(self, cid: str, reason: str) -> Handoff:
+        conv = await self._run(self.store.load, cid)
+        if conv is None:
+            raise Conflict("会话不存在")
+        dept = self.department_of(conv.current)
+        h: Handoff = await self._run(self.agents.request, cid, conv.channel, reason, dept,
+                                     conv.current)
+        everyone: list[Agent] = await self._run(self.agents.all)
+        if not anyone_online(everyone, dept):
+            await self._tell(cid, NOBODY)
+        await self.bus.publish(QUEUE, {"cid": cid})
+        return h
+
+    async def _cancel(self, cid: str) -> None:
+        h = await self._run(self.agents.open_handoff, cid)
+        if h is not None and h.status is HandoffStatus.QUEUED:
+            await self._run(self.agents.end, h.id, "cancelled", None)
+            await self.bus.publish(QUEUE, {"cid": cid})
+
+    async def _tell(self, cid: str, text: str) -> None:
+        await self._change(cid, lambda conv: [_bot(text)])
+        await self._push(cid, [Reply(text)])
+
+    async def _push(self, cid: str, replies: list[Reply]) -> None:
+        """Channels whose citizens have no socket to wake (WeChat) get a push, in order."""
+        conv = await self._run(self.store.load, cid)
+        sink = self.sink(conv.channel) if conv is not None else None
+        if sink is None:
+            return
+        try:
+            await sink.push(cid, replies)
+        except Exception:
+            # Stored in the log either way; the citizen sees it on their next message.
+            log.exception("could not push to conversation %s", cid)
+
+    # --- agent actions --------------------------------------------------------------------
+
+    async def _own(self, agent: Agent, cid: str) -> Handoff:
+        h: Handoff | None = await self._run(self.agents.open_handoff, cid)
+        if h is None or h.status is not HandoffStatus.ACTIVE:
+            raise Conflict("这个会话现在不在人工服务中")
+        if h.agent_id != agent.id and not agent.sees_all:
+            raise NotAllowed("这个会话由其他帮办人员负责")
+        return h
+
+    async def claim(self, agent: Agent, cid: str) -> Handoff:
+        h: Handoff | None = await self._run(self.agents.open_handoff, cid)
+        if h is None or h.status is not HandoffStatus.QUEUED:
+            raise Conflict("这个会话已被接入或已结束")
+        fresh = await self._run(self.agents.get, agent.id)
+        load = await self._run(self.agents.load)
+        if fresh is None or not can_take(fresh, h.department, load.get(agent.id, 0)):
+            if fresh is not None and fresh.presence is not Presence.ONLINE:
+                raise NotAllowed("请先把状态设为“在线”")
+            if fresh is not None and not fresh.serves(h.department):
+                raise NotAllowed(f"这个会话属于{h.department}，不在您的业务范围内")
+            raise NotAllowed("您接待的会话已达上限")
+
+        def take(conv: Conversation) -> list[Event]:
+            if conv.mode is not ConversationMode.WAITING_AGENT:
+                raise Conflict("市民已取消转人工")
+            if not self.agents.claim(h.id, agent.id):
+                raise Conflict("这个会话已被其他帮办人员接入")
+            conv.transition(ConversationMode.WITH_AGENT)
+            conv.stage = Stage.IDLE
+            return [Event("mode", {"mode": conv.mode.value, "reason": "claimed",
+                                   "agent": agent.display_name, "handoff": h.id})]
+
+        await self._change(cid, take)
+        await self.bus.publish(QUEUE, {"cid": cid})
+        await self.bus.publish(agent_topic(agent.id), {"cid": cid})
+        return h
+
+    async def say(self, agent: Agent, cid: str, text: str, client_id: str,
+                  card_: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        text = text.strip()
+        if not text or len(text) > 2000:
+            raise DeskError("消息不能为空，且不超过 2000 字")
+        h = await self._own(agent, cid)
+        lock = self._outbound.setdefault(cid, asyncio.Lock())
+        async with lock:  # the citizen's channel gets agent messages in the order sent
+
+            def append(conv: Conversation) -> list[Event]:
+                if conv.mode is not ConversationMode.WITH_AGENT:
+                    raise Conflict("这个会话现在不在人工服务中")
+                return [Event("agent", {"text": text, "buttons": [], "card": card_,
+                                        "agent": agent.display_name, "agent_id": agent.id})]
+
+            logged = await self._change(cid, append, message_id=f"agent:{agent.id}:{client_id}")
+            if logged:
+                await self._run(self.agents.first_response, h.id)
+                await self._push(cid, [Reply(text, (), card_)])
+        return logged
+
+    async def insert(self, agent: Agent, cid: str, entry_id: str, kind: str,
+                     client_id: str) -> list[dict[str, Any]]:
+        """An item card or its material list from the guide base, sent as the agent."""
+        guide = self.assistant.guide
+        e = guide.entry(entry_id)
+        if e is None:
+            raise DeskError("没有这个事项")
+        conv = await self._run(self.store.load, cid)
+        mats = applicable(guide, e, conv.situations if conv is not None else {})
+        if kind == "materials":
+            lines = [f"“{e.name}”需要{len(mats)}项材料："]
+            lines += [f"{i}. {material_line(guide, m)}" for i, m in enumerate(mats, 1)]
+            return await self.say(agent, cid, "\n".join(lines), client_id)
+        return await self.say(agent, cid, card_text(guide, e, len(mats)), client_id,
+                              card(guide, e, len(mats)))
+
+    async def note(self, agent: Agent, cid: str, text: str, client_id: str) -> None:
+        """Internal: stored in the log, shown only in the console, never to the citizen."""
+        text = text.strip()
+        if not text or len(text) > 2000:
+            raise DeskError("备注不能为空，且不超过 2000 字")
+        h: Handoff | None = await self._run(self.agents.open_handoff, cid)
+        if not may_view(agent, h):
+            raise NotAllowed("无权查看这个会话")
+        await self._change(cid, lambda conv: [Event("note", {
+            "text": text, "agent": agent.display_name, "agent_id": agent.id})],
+            message_id=f"note:{agent.id}:{client_id}")
+
+    async def transfer(self, agent: Agent, cid: str, *, to_agent: int | None = None,
+                       to_department: str | None = None) -> None:
+        h = await self._own(agent, cid)
+        owner = h.agent_id or agent.id
+        if to_agent is not None:
+            target = await self._run(self.agents.get, to_agent)
+            load = await self._run(self.agents.load)
+            if target is None or not can_take(target, h.department, load.get(to_agent, 0)):
+                raise NotAllowed("对方不在线、没有这个业务技能或接待已满")
+            if not await self._run(self.agents.reassign, h.id, owner, to_agent):
+                raise Conflict("转接失败，请刷新后重试")
+            await self._change(cid, lambda conv: [Event("mode", {
+                "mode": conv.mode.value, "reason": "transferred", "agent": target.display_name,
+                "handoff": h.id})])
+            await self.bus.publish(agent_topic(owner), {"cid": cid})
+            await self.bus.publish(agent_topic(to_agent), {"cid": cid})
+            return
+        dept = to_department or h.department
+        if not await self._run(self.agents.requeue, h.id, owner, dept, True):
+            raise Conflict("转接失败，请刷新后重试")
+        await self._back_to_queue(cid, "transfer",
+                                  f"正在为您转接{dept or ''}帮办人员，请稍候。您可以继续留言。")
+        everyone = await self._run(self.agents.all)
+        if not anyone_online(everyone, dept):
+            await self._tell(cid, NOBODY)
+        await self.bus.publish(agent_topic(owner), {"cid": cid})
+
+    async def _back_to_queue(self, cid: str, reason: str, text: str) -> None:
+        def requeue(conv: Conversation) -> list[Event]:
+            if conv.mode is not ConversationMode.WITH_AGENT:
+                return []
+            conv.transition(ConversationMode.WAITING_AGENT)
+            return [Event("mode", {"mode": conv.mode.value, "reason": reason}), _bot(text)]
+
+        await self._change(cid, requeue)
+        await self._push(cid, [Reply(text)])
+        await self.bus.publish(QUEUE, {"cid": cid})
+
+    async def hand_back(self, agent: Agent, cid: str) -> None:
+        h = await self._own(agent, cid)
+        await self._finish(cid, h, ConversationMode.BOT, "handed_back", None, HANDED_BACK)
+
+    async def close(self, agent: Agent, cid: str, summary: str) -> None:
+        h = await self._own(agent, cid)
+        await self._finish(cid, h, ConversationMode.CLOSED, "closed", summary.strip()[:2000],
+                           CLOSED)
+
+    async def _finish(self, cid: str, h: Handoff, to: ConversationMode, outcome: str,
+                      summary: str | None, text: str) -> None:
+        def end(conv: Conversation) -> list[Event]:
+            if conv.mode is not ConversationMode.WITH_AGENT:
+                raise Conflict("这个会话现在不在人工服务中")
+            conv.transition(to)
+            # The next citizen message answers the rating of the human session.
+            conv.stage = Stage.RATING
+            conv.rating_for = f"agent:{h.id}"
+            events = [Event("mode", {"mode": conv.mode.value, "reason": outcome,
+                                     "handoff": h.id})]
+            if summary:
+                events.append(Event("note", {"text": f"小结：{summary}", "summary": True}))
+            return [*events, _bot(text, RATING_BUTTONS)]
+
+        await self._change(cid, end)
+        await self._run(self.agents.end, h.id, outcome, summary)
+        await self._push(cid, [Reply(text, RATING_BUTTONS)])
+        await self.bus.publish(QUEUE, {"cid": cid})
+        if h.agent_id is not None:
+            await self.bus.publish(agent_topic(h.agent_id), {"cid": cid})
+
+    # --- presence, grace periods and waiting limits ----------------------------------------
+
+    async def set_presence(self, agent: Agent, presence: Presence) -> None:
+        await self._run(self.agents.set_presence, agent.id, presence)
+        await self.bus.publish(QUEUE, {"agent": agent.id})
+
+    async def connected(self, agent: Agent) -> None:
+        await self._run(self.agents.connected, agent.id, Presence.ONLINE)
+        await self.bus.publish(QUEUE, {"agent": agent.id})
+
+    async def disconnected(self, agent: Agent) -> None:
+        await self._run(self.agents.disconnected, agent.id)
+
+    async def sweep(self, now: datetime | None = None) -> None:
+        """Run by every process every second or so; the database updates are guarded so
+        that exactly one process acts on each expiry."""
+        now = now or datetime.now(UTC)
+        for a in await self._run(self.agents.lost_agents, self.grace):
+            for h in await self._run(self.agents.active, a.id):
+                if await self._run(self.agents.requeue, h.id, a.id):
+                    await self._back_to_queue(h.conversation_id, "agent_lost", AGENT_LOST)
+            await self._run(self.agents.mark_offline, a.id)
+            await self.bus.publish(QUEUE, {"agent": a.id})
+        for h in await self._run(self.agents.queue):
+            if overdue(h, now, self.wait_limit) and await self._run(self.agents.mark_overdue,
+                                                                    h.id):
+                await self._tell(h.conversation_id, OVERDUE)
+
+    async def run_sweeper(self, every: float) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("agent desk sweep failed")
+            await asyncio.sleep(every)
+
+    # --- what the console shows -----------------------------------------------------------
+
+    def _queue_sync(self, agent: Agent) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        out = []
+        for h in self.agents.queue():
+            if not (agent.sees_all or agent.serves(h.department)):
+                continue
+            e = self.assistant.guide.entry(h.entry_id) if h.entry_id else None
+            out.append({"conversation_id": h.conversation_id, "handoff_id": h.id,
+                        "reason": h.reason, "department": h.department,
+                        "item": None if e is None else e.name, "channel": h.channel,
+                        "waiting_seconds": int((now - h.requested_at).total_seconds()),
+                        "citizen_online": self.citizens.get(h.conversation_id)})
+        return out
+
+    async def queue_view(self, agent: Agent) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._run(self._queue_sync, agent)
+        return result
+
+    def _chats_sync(self, agent: Agent) -> list[dict[str, Any]]:
+        names = {a.id: a.display_name for a in self.agents.all()}
+        out = []
+        for h in self.agents.active(None if agent.sees_all else agent.id):
+            e = self.assistant.guide.entry(h.entry_id) if h.entry_id else None
+            out.append({"conversation_id": h.conversation_id, "handoff_id": h.id,
+                        "department": h.department, "item": None if e is None else e.name,
+                        "agent_id": h.agent_id, "agent": names.get(h.agent_id or 0),
+                        "mine": h.agent_id == agent.id, "channel": h.channel,
+                        "citizen_online": self.citizens.get(h.conversation_id)})
+        return out
+
+    async def chats_view(self, agent: Agent) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._run(self._chats_sync, agent)
+        return result
+
+    async def agents_view(self) -> list[dict[str, Any]]:
+        everyone: list[Agent] = await self._run(self.agents.all)
+        load = await self._run(self.agents.load)
+        return [{**a.as_dict(), "busy": load.get(a.id, 0)} for a in everyone if not a.disabled]
+
+    async def may_view(self, agent: Agent, cid: str) -> bool:
+        h = await self._run(self.agents.open_handoff, cid)
+        if h is None and agent.sees_all:
+            return await self.assistant.exists(cid)
+        return may_view(agent, h)
+
+    async def context(self, cid: str) -> dict[str, Any]:
+        def sync() -> dict[str, Any]:
+            conv = self.store.load(cid)
+            if conv is None:
+                raise Conflict("会话不存在")
+            e = self.assistant.guide.entry(conv.current) if conv.current else None
+            h = self.agents.open_handoff(cid)
+            return {
+                "conversation_id": cid, "mode": conv.mode.value, "channel": conv.channel,
+                "current_item": None if e is None else {
+                    "id": e.id, "name": e.name, "department": self.department_of(e.id)},
+                "checklist": checklist(conv, self.assistant.ctx),
+                "handoff": None if h is None else h.metrics(),
+                "citizen_online": self.citizens.get(cid),
+            }
+
+        result: dict[str, Any] = await anyio.to_thread.run_sync(sync)
+        return result
+
+    async def metrics(self) -> list[dict[str, Any]]:
+        rows: list[Handoff] = await self._run(self.agents.handoffs)
+        return [h.metrics() for h in rows]
+
+    async def citizen_presence(self, cid: str, online: bool) -> None:
+        await self.bus.publish("citizen", {"cid": cid, "online": online})

@@ -1,0 +1,447 @@
+"""The agent console: ``GET /agent`` (page), ``POST /agent/login``, ``/ws/agent``.
+
+Protocol (docs/agent-protocol.md): JSON frames with a "type". Every conversation event
+reaches the console with its sequence number; a reconnecting console sends the last one
+it saw per conversation (``hello.last_seqs``) and gets exactly what it missed. Agent
+messages carry a client id and are processed once. Internal notes are events of type
+"note": the citizen's channels never show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
+
+from assistant.agents import Agent, Presence, SqlAgentStore
+from assistant.agents import migrate as migrate_agents
+from assistant.bus import make_bus
+from assistant.desk import QUEUE, AgentDesk, DeskError, ReplySink, agent_topic, conv_topic
+from channels.web import STATIC, ChatSession, RateLimiter
+
+log = logging.getLogger(__name__)
+COOKIE = "daoban_agent"
+MAX_FRAME = 16 * 1024
+SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment")
+
+
+class CitizenSockets:
+    """Citizens' open sockets in this process, woken through the bus."""
+
+    def __init__(self, desk: AgentDesk) -> None:
+        self.desk = desk
+        self._subs: dict[int, tuple[str, Callable[[], None]]] = {}
+        self._count: dict[str, int] = {}
+
+    async def watch(self, session: ChatSession) -> None:
+        await self.leave(session)
+        cid = session.cid
+
+        async def wake(message: dict[str, Any]) -> None:
+            if int(message.get("seq", 0)) > session.sent:
+                with contextlib.suppress(Exception):  # a closed socket: nothing to wake
+                    await session.flush()
+
+        self._subs[id(session)] = (cid, self.desk.bus.subscribe(conv_topic(cid), wake))
+        self._count[cid] = self._count.get(cid, 0) + 1
+        if self._count[cid] == 1:
+            await self.desk.citizen_presence(cid, True)
+
+    async def leave(self, session: ChatSession) -> None:
+        sub = self._subs.pop(id(session), None)
+        if sub is None:
+            return
+        cid, unsubscribe = sub
+        unsubscribe()
+        self._count[cid] -= 1
+        if self._count[cid] <= 0:
+            del self._count[cid]
+            await self.desk.citizen_presence(cid, False)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services = app.state.services
+    settings = services.settings
+    engine = services.assistant.store.engine
+    try:
+        await anyio.to_thread.run_sync(migrate_agents, engine)
+    except SQLAlchemyError:
+        # The rest of the app answers politely when the database is broken; the desk's
+        # actions then fail the same way, one request at a time.
+        log.exception("could not migrate the agent-desk tables")
+    bus = make_bus(settings.redis_url, settings.redis_prefix)
+    await bus.start()
+
+    def sink(channel: str) -> ReplySink | None:
+        wechat: ReplySink | None = getattr(app.state, "wechat", None)
+        return wechat if channel == "wechat" else None
+
+    desk = AgentDesk(services.assistant, SqlAgentStore(engine), bus,
+                     wait_limit=settings.agent_wait_limit,
+                     grace=settings.agent_grace_seconds, sink=sink)
+
+    async def citizen(message: dict[str, Any]) -> None:
+        desk.citizens[str(message.get("cid"))] = bool(message.get("online"))
+
+    unsubscribe = bus.subscribe("citizen", citizen)
+    services.assistant.desk = desk
+    app.state.desk = desk
+    app.state.citizens = CitizenSockets(desk)
+    sweeper = asyncio.create_task(desk.run_sweeper(settings.agent_sweep_seconds))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        unsubscribe()
+        services.assistant.desk = None
+        await bus.close()
+
+
+router = APIRouter(lifespan=lifespan)
+_login_limiter = RateLimiter(10, 60.0)
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    username: str = Field(min_length=1, max_length=60)
+    password: str = Field(min_length=1, max_length=200)
+
+
+def _desk(app: Any) -> AgentDesk:
+    desk: AgentDesk = app.state.desk
+    return desk
+
+
+def _token(headers: Any, cookies: dict[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return str(auth[7:].strip())
+    return cookies.get(COOKIE)
+
+
+async def current_agent(request: Request) -> Agent:
+    desk = _desk(request.app)
+    agent: Agent | None = await anyio.to_thread.run_sync(
+        desk.agents.authenticate, _token(request.headers, request.cookies))
+    if agent is None:
+        raise HTTPException(401, "请先登录，或登录已过期")
+    return agent
+
+
+@router.get("/agent", include_in_schema=False)
+async def console_page() -> FileResponse:
+    return FileResponse(STATIC / "agent.html", media_type="text/html; charset=utf-8")
+
+
+@router.post("/agent/login")
+async def login(request: Request, body: Login) -> JSONResponse:
+    ip = request.client.host if request.client else "?"
+    if not _login_limiter.allow(ip):
+        raise HTTPException(429, "登录尝试太频繁，请稍后再试")
+    desk = _desk(request.app)
+    hours = request.app.state.services.settings.agent_session_hours
+    got = await anyio.to_thread.run_sync(desk.agents.login, body.username, body.password,
+                                         timedelta(hours=hours))
+    if got is None:
+        raise HTTPException(401, "用户名或密码不对，或账号已停用")
+    token, agent = got
+    resp = JSONResponse({"token": token, "agent": agent.as_dict(),
+                         "expires_in": int(hours * 3600)})
+    resp.set_cookie(COOKIE, token, max_age=int(hours * 3600), httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https")
+    return resp
+
+
+@router.post("/agent/logout")
+async def logout(request: Request) -> JSONResponse:
+    token = _token(request.headers, request.cookies)
+    if token:
+        await anyio.to_thread.run_sync(_desk(request.app).agents.logout, token)
+    resp = JSONResponse({"ok": True})
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@router.get("/agent/api/me")
+async def me(request: Request) -> dict[str, Any]:
+    return (await current_agent(request)).as_dict()
+
+
+@router.get("/agent/api/items")
+async def items(request: Request, q: str = "") -> list[dict[str, Any]]:
+    await current_agent(request)
+    return search_items(_desk(request.app), q)
+
+
+@router.get("/agent/api/metrics")
+async def metrics(request: Request) -> list[dict[str, Any]]:
+    agent = await current_agent(request)
+    if not agent.sees_all:
+        raise HTTPException(403, "只有值班长可以查看")
+    return await _desk(request.app).metrics()
+
+
+def search_items(desk: AgentDesk, q: str, limit: int = 10) -> list[dict[str, Any]]:
+    q = q.strip()[:50]
+    guide = desk.assistant.guide
+    out = []
+    for e in [*guide.items.values(), *guide.bundles.values()]:
+        if not q or q in e.name or any(q in a for a in e.aliases):
+            out.append({"id": e.id, "name": e.name, "department": desk.department_of(e.id)})
+            if len(out) >= limit:
+                break
+    return out
+
+
+class AgentSession:
+    """One console socket of one signed-in agent."""
+
+    def __init__(self, ws: WebSocket, desk: AgentDesk, agent: Agent, token: str) -> None:
+        self.ws = ws
+        self.desk = desk
+        self.agent = agent
+        self.token = token
+        self.sent: dict[str, int] = {}  # watched conversation → highest seq passed
+        self._subs: dict[str, Callable[[], None]] = {}
+        self._other: list[Callable[[], None]] = []
+        self._send_lock = asyncio.Lock()
+        self._flush_locks: dict[str, asyncio.Lock] = {}
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send({"type": "error", "code": code, "message": message})
+
+    async def start(self) -> None:
+        bus = self.desk.bus
+
+        async def queue_changed(_: dict[str, Any]) -> None:
+            await self.send_lists()
+
+        async def mine_changed(_: dict[str, Any]) -> None:
+            for cid in list(self.sent):
+                if not await self.desk.may_view(self.agent, cid):
+                    self.unwatch(cid)
+                    await self.send({"type": "unwatched", "conversation_id": cid})
+            await self.send_lists()
+
+        async def citizen(m: dict[str, Any]) -> None:
+            if m.get("cid") in self.sent:
+                await self.send({"type": "citizen", "conversation_id": m["cid"],
+                                 "online": bool(m.get("online"))})
+
+        self._other = [bus.subscribe(QUEUE, queue_changed),
+                       bus.subscribe(agent_topic(self.agent.id), mine_changed),
+                       bus.subscribe("citizen", citizen)]
+        await self.desk.connected(self.agent)
+        await self.refresh()
+        await self.send({"type": "welcome", "agent": self.agent.as_dict()})
+        await self.send_lists()
+
+    async def refresh(self) -> None:
+        fresh: Agent | None = await anyio.to_thread.run_sync(self.desk.agents.get, self.agent.id)
+        if fresh is not None:
+            self.agent = fresh
+
+    async def stop(self) -> None:
+        for u in [*self._other, *self._subs.values()]:
+            u()
+        self._subs.clear()
+        await self.desk.disconnected(self.agent)
+
+    async def send_lists(self) -> None:
+        frame: dict[str, Any] = {"type": "lists", "queue": await self.desk.queue_view(self.agent),
+                                 "chats": await self.desk.chats_view(self.agent)}
+        frame["agents"] = await self.desk.agents_view()
+        await self.send(frame)
+
+    def watch(self, cid: str, last: int) -> None:
+        if cid in self._subs:
+            self.sent[cid] = max(0, last)  # the console asks again from ``last``
+            return
+
+        async def wake(message: dict[str, Any]) -> None:
+            if int(message.get("seq", 0)) > self.sent.get(cid, 0):
+                await self.flush(cid)
+
+        self.sent[cid] = max(0, last)
+        self._subs[cid] = self.desk.bus.subscribe(conv_topic(cid), wake)
+
+    def unwatch(self, cid: str) -> None:
+        u = self._subs.pop(cid, None)
+        if u is not None:
+            u()
+        self.sent.pop(cid, None)
+
+    async def flush(self, cid: str) -> None:
+        lock = self._flush_locks.setdefault(cid, asyncio.Lock())
+        async with lock:
+            if cid not in self.sent:
+                return
+            store = self.desk.store
+            events = await anyio.to_thread.run_sync(store.events_after, cid, self.sent[cid], None)
+            for e in events:
+                if e["seq"] <= self.sent.get(cid, 0):
+                    continue
+                self.sent[cid] = e["seq"]
+                if e["type"] in SHOWN:
+                    await self.send(event_frame(cid, e))
+
+    async def open(self, cid: str, last: int) -> None:
+        if not await self.desk.may_view(self.agent, cid):
+            await self.error("forbidden", "无权查看这个会话")
+            return
+        self.watch(cid, last)
+        await self.send({"type": "context", **await self.desk.context(cid)})
+        await self.flush(cid)
+
+    async def run(self) -> None:
+        while True:
+            raw = await self.ws.receive_text()
+            if len(raw.encode()) > MAX_FRAME:
+                await self.error("too_large", "内容太长了")
+                continue
+            try:
+                frame = json.loads(raw)
+            except json.JSONDecodeError:
+                frame = None
+            if not isinstance(frame, dict):
+                await self.error("bad_frame", "消息格式不对")
+                continue
+            kind = frame.get("type")
+            if kind == "ping":
+                await self.send({"type": "pong"})
+                continue
+            if kind in ("pong", "ack"):
+                continue
+            # A long-lived socket outlives neither the sign-in nor a disabled account.
+            agent = await anyio.to_thread.run_sync(self.desk.agents.authenticate, self.token)
+            if agent is None:
+                await self.error("unauthorized", "登录已过期，请重新登录")
+                await self.ws.close(code=4401)
+                return
+            self.agent = agent
+            try:
+                await self.dispatch(kind, frame)
+            except DeskError as exc:
+                await self.error("refused", str(exc))
+            except (KeyError, TypeError, ValueError):
+                await self.error("bad_frame", "消息缺少字段或字段不对")
+
+    async def dispatch(self, kind: Any, f: dict[str, Any]) -> None:
+        cid = str(f.get("conversation_id") or "")[:160]
+        client_id = str(f.get("client_id") or "")[:100]
+        desk, agent = self.desk, self.agent
+        if kind == "hello":
+            for c, seq in dict(f.get("last_seqs") or {}).items():
+                await self.open(str(c)[:160], int(seq))
+        elif kind == "presence":
+            await desk.set_presence(agent, Presence(f["status"]))
+            await self.refresh()
+            await self.send({"type": "presence", "status": f["status"]})
+        elif kind == "open":
+            await self.open(cid, int(f.get("last_seq") or 0))
+        elif kind == "claim":
+            await desk.claim(agent, cid)
+            await self.open(cid, self.sent.get(cid, 0))
+            await self.send({"type": "claimed", "conversation_id": cid})
+        elif kind == "send":
+            await desk.say(agent, cid, str(f["text"]), client_id or _need())
+            await self.send({"type": "ack", "client_id": client_id})
+        elif kind == "insert":
+            await desk.insert(agent, cid, str(f["entry_id"]), str(f.get("kind") or "item"),
+                              client_id or _need())
+            await self.send({"type": "ack", "client_id": client_id})
+        elif kind == "note":
+            await desk.note(agent, cid, str(f["text"]), client_id or _need())
+            await self.send({"type": "ack", "client_id": client_id})
+        elif kind == "transfer":
+            to_agent = f.get("to_agent")
+            await desk.transfer(agent, cid, to_agent=int(to_agent) if to_agent else None,
+                                to_department=f.get("to_department") or None)
+            await self.send({"type": "transferred", "conversation_id": cid})
+        elif kind == "handback":
+            await desk.hand_back(agent, cid)
+            await self.send({"type": "ended", "conversation_id": cid, "outcome": "handed_back"})
+        elif kind == "close":
+            await desk.close(agent, cid, str(f.get("summary") or ""))
+            await self.send({"type": "ended", "conversation_id": cid, "outcome": "closed"})
+        elif kind == "search":
+            await self.send({"type": "items", "items": search_items(desk, str(f.get("q", "")))})
+        else:
+            await self.error("bad_frame", "不认识的消息类型")
+        if cid and cid in self.sent:
+            await self.flush(cid)
+
+
+def _need() -> str:
+    raise ValueError("client_id")
+
+
+def event_frame(cid: str, e: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as the console sees it (everything, notes included)."""
+    frm = {"user": "citizen", "bot": "bot", "agent": "agent", "mode": "system",
+           "note": "note", "rating": "system", "rating_comment": "citizen"}[e["type"]]
+    text = e.get("text", "")
+    if e["type"] == "mode":
+        text = {"WAITING_AGENT": "市民请求人工帮办", "WITH_AGENT": f"{e.get('agent', '帮办人员')}已接入",
+                "BOT": "已交回导办助手", "CLOSED": "人工服务已结束"}.get(e.get("mode", ""), "")
+        if e.get("reason") == "agent_lost":
+            text = "帮办人员断线超时，已重新排队"
+    elif e["type"] == "rating":
+        text = f"市民评分：{e.get('score')} 分"
+    elif e["type"] == "rating_comment":
+        text = f"评价意见：{e.get('comment', '')}"
+    return {"type": "event", "conversation_id": cid, "seq": e["seq"], "at": e["at"],
+            "kind": e["type"], "from": frm, "text": text, "card": e.get("card"),
+            "buttons": e.get("buttons", []), "agent": e.get("agent"),
+            "mode": e.get("mode"), "client_id": e.get("message_id")}
+
+
+def _origin_ok(ws: WebSocket) -> bool:
+    """Browsers send Origin: a page on another site must not use the agent's cookie."""
+    origin = ws.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == ws.headers.get("host")
+
+
+@router.websocket("/ws/agent")
+async def agent_socket(ws: WebSocket) -> None:
+    desk = _desk(ws.app)
+    token = _token(ws.headers, ws.cookies)
+    agent = None
+    if token and _origin_ok(ws):
+        agent = await anyio.to_thread.run_sync(desk.agents.authenticate, token)
+    if agent is None or token is None:
+        await ws.close(code=4401)  # before accept: the handshake is refused
+        return
+    await ws.accept()
+    session = AgentSession(ws, desk, agent, token)
+    try:
+        await session.start()
+        await session.run()
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("agent socket failed (agent %s)", agent.username)
+        with contextlib.suppress(Exception):
+            await session.error("internal", "服务出了点问题，正在重新连接……")
+            await ws.close(code=1011)
+    finally:
+        await session.stop()

@@ -1,0 +1,84 @@
+"""The agent console in a real browser (Debian chromium + Playwright) against a real
+``daoban serve``: sign in, claim, reply, hand back. The citizen is a /ws/chat client."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_agent_multiprocess import PASSWORD, Reader, _free_port, _wait_healthy
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed")
+    env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+           "DAOBAN_INDEX_DIR": str(tmp_path / "idx")}
+    env.pop("DAOBAN_REDIS_URL", None)
+    add = subprocess.run(
+        [sys.executable, "-m", "channels.cli", "agent", "add", "wang", "--name", "王帮办",
+         "--skills", "人社", "--password-stdin"],
+        cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert add.returncode == 0, add.stderr
+    port = _free_port()
+    log_path = tmp_path / "s.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(base, proc, log_path)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_console_sign_in_claim_reply_hand_back(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+    from websockets.sync.client import connect
+
+    with sync_playwright() as p, connect(server.replace("http", "ws") + "/ws/chat") as cws:
+        citizen = Reader(cws)
+        cws.send(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
+        citizen.until(lambda f: f["type"] == "welcome")
+        for i, text in enumerate(["社保卡丢了咋整", "转人工"]):
+            cws.send(json.dumps({"type": "message", "client_id": f"c{i}", "text": text}))
+            ack = f"c{i}"
+            citizen.until(lambda f: f["type"] == "ack" and f["client_id"] == ack)  # noqa: B023
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = b.new_page(locale="zh-CN")
+            page.goto(server + "/agent")
+            page.fill("#username", "wang")
+            page.fill("#password", PASSWORD)
+            page.get_by_role("button", name="登录").click()
+            page.get_by_role("button", name="接入").first.click(timeout=15_000)
+            page.locator(".row.citizen .text", has_text="转人工").wait_for(timeout=15_000)
+            page.fill("#msg", "您好，我是王帮办，请问有什么可以帮您？")
+            page.keyboard.press("Enter")
+            got = citizen.until(lambda f: f.get("from") == "agent")
+            assert got[-1]["text"] == "您好，我是王帮办，请问有什么可以帮您？"
+            cws.send(json.dumps({"type": "message", "client_id": "c9", "text": "补卡要多久"}))
+            page.locator(".row.citizen .text", has_text="补卡要多久").wait_for(timeout=15_000)
+            page.get_by_role("button", name="交回机器人").click()
+            citizen.until(lambda f: f.get("from") == "bot" and "打个分" in f["text"])
+        finally:
+            b.close()

@@ -1,0 +1,377 @@
+"""The human 帮办 desk: routing, queue, grace, limits (unit), and the console socket
+through the real app (claim → live chat both ways → bot silent → hand back)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
+from starlette.websockets import WebSocketDisconnect
+
+from assistant.agents import Agent, Presence, Role, SqlAgentStore
+from assistant.agents import migrate as migrate_agents
+from assistant.bus import LocalBus
+from assistant.desk import (
+    AGENT_LOST,
+    NOBODY,
+    OVERDUE,
+    AgentDesk,
+    NotAllowed,
+    can_take,
+    candidates,
+    overdue,
+)
+from assistant.model import ConversationMode, UserMessage
+from channels.app import Services, create_app
+from channels.cli import main as cli_main
+from channels.settings import Settings
+from tests.harness import make_assistant
+
+PASSWORD = "correct-horse-9"
+
+
+def _agent(i: int, skills: tuple[str, ...], *, presence: Presence = Presence.ONLINE,
+           role: Role = Role.AGENT, max_chats: int = 2) -> Agent:
+    return Agent(i, f"a{i}", f"帮办{i}", role, skills, max_chats, presence=presence)
+
+
+# --- the rules ---------------------------------------------------------------------------
+
+
+def test_routing_only_to_online_agents_with_the_skill_and_capacity() -> None:
+    renshe, gongan = _agent(1, ("人社",)), _agent(2, ("公安",))
+    away = _agent(3, ("人社",), presence=Presence.AWAY)
+    boss = _agent(4, (), role=Role.SUPERVISOR)
+    load = {1: 1, 4: 0}
+    assert [a.id for a in candidates([renshe, gongan, away, boss], load, "人社")] == [4, 1]
+    assert not can_take(renshe, "人社", 2)  # full
+    assert not can_take(gongan, "人社", 0)  # wrong department
+    assert can_take(gongan, None, 0)  # an item of no known department: anyone
+    assert candidates([away], {}, "人社") == []
+
+
+def test_waiting_limit_rule() -> None:
+    from assistant.agents import Handoff, HandoffStatus
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    h = Handoff(1, "c", "web", HandoffStatus.QUEUED, "requested", "人社", None, None, t0, t0)
+    assert not overdue(h, t0 + timedelta(seconds=59), timedelta(seconds=60))
+    assert overdue(h, t0 + timedelta(seconds=61), timedelta(seconds=60))
+
+
+# --- the desk over a real assistant and database ------------------------------------------
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> AgentDesk:
+    assistant = make_assistant(f"sqlite:///{tmp_path / 'd.db'}", tmp_path / "idx")
+    migrate_agents(assistant.store.engine)
+    d = AgentDesk(assistant, SqlAgentStore(assistant.store.engine), LocalBus(),
+                  wait_limit=60, grace=30)
+    assistant.desk = d
+    return d
+
+
+def _add(desk: AgentDesk, name: str, skills: tuple[str, ...], max_chats: int = 2,
+         role: Role = Role.AGENT) -> Agent:
+    a = desk.agents.add(name, PASSWORD, skills=skills, max_chats=max_chats, role=role)
+    desk.agents.connected(a.id)
+    got = desk.agents.get(a.id)
+    assert got is not None
+    return got
+
+
+async def _say(desk: AgentDesk, cid: str, text: str) -> list[str]:
+    handled = await desk.assistant.handle_logged(UserMessage(cid, text, channel="web"),
+                                                 create=True)
+    return [r.text for r in handled.replies]
+
+
+def _texts(desk: AgentDesk, cid: str, kind: str) -> list[str]:
+    return [e.get("text", "") for e in desk.store.events(cid) if e["type"] == kind]
+
+
+async def test_nobody_online_tells_the_citizen_and_keeps_the_message(desk: AgentDesk) -> None:
+    await _say(desk, "c1", "社保卡丢了咋整")
+    await _say(desk, "c1", "/human")
+    assert NOBODY in _texts(desk, "c1", "bot")
+    assert "12345" in NOBODY
+    await _say(desk, "c1", "我的卡是去年办的")  # 留言: kept for staff
+    assert [e["text"] for e in desk.store.events("c1") if e["type"] == "message_for_agent"] == [
+        "我的卡是去年办的"]
+    (h,) = desk.agents.queue()
+    assert h.department == "人社" and h.conversation_id == "c1"
+
+
+async def test_claim_by_department_capacity_then_chat_and_hand_back(desk: AgentDesk) -> None:
+    police = _add(desk, "police", ("公安",))
+    social = _add(desk, "social", ("人社",), max_chats=1)
+    await _say(desk, "c2", "社保卡丢了咋整")
+    await _say(desk, "c2", "/human")
+    assert NOBODY not in _texts(desk, "c2", "bot")  # someone with 人社 is online
+    with pytest.raises(NotAllowed):
+        await desk.claim(police, "c2")  # not their department
+    await desk.claim(social, "c2")
+    # Capacity: a second 人社 conversation cannot be claimed by the same agent.
+    await _say(desk, "c3", "社保卡丢了咋整")
+    await _say(desk, "c3", "转人工")
+    with pytest.raises(NotAllowed):
+        await desk.claim(social, "c3")
+
+    bot_before = len(_texts(desk, "c2", "bot"))
+    replies = await _say(desk, "c2", "请问补卡要多久？")
+    assert replies == []  # the bot is silent while the agent owns the conversation
+    await desk.say(social, "c2", "一般当场就能补办。", "m1")
+    await desk.say(social, "c2", "一般当场就能补办。", "m1")  # re-sent: processed once
+    await _say(desk, "c2", "谢谢")
+    assert len(_texts(desk, "c2", "bot")) == bot_before
+    await desk.note(social, "c2", "市民很着急", "n1")
+    await desk.hand_back(social, "c2")
+    conv = desk.store.load("c2")
+    assert conv is not None and conv.mode is ConversationMode.BOT
+    order = [(e["type"], e.get("text")) for e in desk.store.events("c2")
+             if e["type"] in ("user", "agent")][-3:]
+    assert order == [("user", "请问补卡要多久？"), ("agent", "一般当场就能补办。"), ("user", "谢谢")]
+    await _say(desk, "c2", "/rate:5")  # the rating of the human session
+    (h,) = [x for x in desk.agents.handoffs() if x.conversation_id == "c2"]
+    m = h.metrics()
+    assert m["outcome"] == "handed_back" and m["rating"] == 5
+    assert m["first_response_seconds"] is not None and m["duration_seconds"] is not None
+    assert await _say(desk, "c2", "居住证怎么办")  # the bot answers again
+
+
+async def test_agent_disconnect_grace_then_back_to_queue(desk: AgentDesk) -> None:
+    a = _add(desk, "grace", ())
+    await _say(desk, "c4", "/human")
+    await desk.claim(a, "c4")
+    await desk.disconnected(a)
+    await desk.sweep()  # within the grace period: nothing happens
+    assert desk.store.load("c4").mode is ConversationMode.WITH_AGENT  # type: ignore[union-attr]
+    desk.grace = timedelta(seconds=0)
+    await desk.sweep()
+    assert desk.store.load("c4").mode is ConversationMode.WAITING_AGENT  # type: ignore[union-attr]
+    assert AGENT_LOST in _texts(desk, "c4", "bot")
+    assert [h.conversation_id for h in desk.agents.queue()] == ["c4"]
+    assert desk.agents.get(a.id).presence is Presence.OFFLINE  # type: ignore[union-attr]
+
+
+async def test_waiting_past_the_limit_is_told_once(desk: AgentDesk) -> None:
+    _add(desk, "busy", ())
+    await _say(desk, "c5", "/human")
+    desk.wait_limit = timedelta(seconds=0)
+    await desk.sweep()
+    await desk.sweep()
+    assert _texts(desk, "c5", "bot").count(OVERDUE) == 1
+
+
+async def test_transfer_to_department_and_citizen_cancel(desk: AgentDesk) -> None:
+    a = _add(desk, "first", ())
+    await _say(desk, "c6", "/human")
+    await desk.claim(a, "c6")
+    await desk.transfer(a, "c6", to_department="公积金")
+    (h,) = desk.agents.queue()
+    assert h.department == "公积金" and h.transfers == 1
+    assert desk.store.load("c6").mode is ConversationMode.WAITING_AGENT  # type: ignore[union-attr]
+    await _say(desk, "c6", "返回机器人")
+    assert desk.agents.queue() == []
+    assert desk.agents.last_handoff("c6").outcome == "cancelled"  # type: ignore[union-attr]
+
+
+# --- through the real app ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    d = tmp_path_factory.mktemp("agentws")
+    settings = Settings(database_url=f"sqlite:///{d / 'a.db'}", index_dir=d / "idx",
+                        agent_wait_limit=600, agent_grace_seconds=600)
+    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
+                                                                 settings.index_dir), "t"))
+    with TestClient(app) as c:
+        desk: AgentDesk = app.state.desk
+        desk.agents.add("wang", PASSWORD, display_name="王帮办", skills=("人社", "公安"))
+        desk.agents.add("boss", PASSWORD, display_name="李值班长", role=Role.SUPERVISOR)
+        yield c
+
+
+_backlog: dict[int, list[dict[str, Any]]] = {}  # frames read past, still to be looked at
+
+
+def recv(ws: WebSocketTestSession) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(ws.receive_text())
+    return frame
+
+
+def until(ws: WebSocketTestSession, pred: Any, limit: int = 60) -> list[dict[str, Any]]:
+    out = []
+    backlog = _backlog.setdefault(id(ws), [])
+    for _ in range(limit):
+        f = backlog.pop(0) if backlog else recv(ws)
+        out.append(f)
+        if pred(f):
+            return out
+    raise AssertionError(f"no matching frame in {out}")
+
+
+def token(client: TestClient, user: str = "wang") -> str:
+    r = client.post("/agent/login", json={"username": user, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert "daoban_agent" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+    t: str = r.json()["token"]
+    return t
+
+
+def agent_ws(client: TestClient, tok: str) -> Any:
+    return client.websocket_connect("/ws/agent", headers={"Authorization": f"Bearer {tok}"})
+
+
+def citizen_send(ws: WebSocketTestSession, client_id: str, text: str) -> list[dict[str, Any]]:
+    """Frames up to the ack; those before it are also kept for the next ``until`` (the
+    bus may deliver the conversation's frames before the ack)."""
+    ws.send_text(json.dumps({"type": "message", "client_id": client_id, "text": text}))
+    frames = until(ws, lambda f: f["type"] == "ack" and f["client_id"] == client_id)
+    _backlog.setdefault(id(ws), []).extend(frames[:-1])
+    return frames
+
+
+def test_console_page_and_auth_refusals(client: TestClient) -> None:
+    page = client.get("/agent")
+    assert page.status_code == 200 and "帮办" in page.text
+    assert client.get("/static/agent.js").status_code == 200
+    bad = client.post("/agent/login", json={"username": "wang", "password": "wrong-password"})
+    assert bad.status_code == 401
+    fresh = TestClient(client.app)
+    assert fresh.get("/agent/api/me").status_code == 401
+    assert fresh.get("/agent/api/me", headers={"Authorization": "Bearer nope"}).status_code == 401
+    with pytest.raises(WebSocketDisconnect) as exc, fresh.websocket_connect("/ws/agent"):
+        pass
+    assert exc.value.code == 4401
+    with pytest.raises(WebSocketDisconnect), agent_ws(fresh, "forged-token"):
+        pass
+    # An expired session is refused too.
+    desk: AgentDesk = client.app.state.desk  # type: ignore[attr-defined]
+    got = desk.agents.login("wang", PASSWORD, timedelta(seconds=-1))
+    assert got is not None
+    with pytest.raises(WebSocketDisconnect), agent_ws(fresh, got[0]):
+        pass
+    assert fresh.get("/agent/api/me", headers={"Authorization": f"Bearer {got[0]}"}
+                     ).status_code == 401
+    tok = token(client)
+    me = client.get("/agent/api/me", headers={"Authorization": f"Bearer {tok}"})
+    assert me.json()["username"] == "wang"
+    assert client.get("/agent/api/metrics",
+                      headers={"Authorization": f"Bearer {tok}"}).status_code == 403
+
+
+def test_claim_live_chat_both_ways_bot_silent_hand_back(client: TestClient) -> None:
+    tok = token(client)
+    with agent_ws(client, tok) as agent, client.websocket_connect("/ws/chat") as citizen:
+        assert recv(agent)["type"] == "welcome"
+        citizen.send_text(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
+        cid = recv(citizen)["conversation_id"]
+        citizen_send(citizen, "c1", "社保卡丢了咋整")
+        citizen_send(citizen, "c2", "转人工")
+        until(citizen, lambda f: f.get("mode") == "WAITING_AGENT")
+        frames = until(agent, lambda f: f["type"] == "lists" and any(
+            q["conversation_id"] == cid for q in f["queue"]))
+        (q,) = [q for q in frames[-1]["queue"] if q["conversation_id"] == cid]
+        assert q["department"] == "人社" and q["item"] == "社会保障卡挂失补换"
+        assert "waiting_seconds" in q and q["reason"]
+
+        agent.send_text(json.dumps({"type": "claim", "conversation_id": cid}))
+        frames = until(agent, lambda f: f["type"] == "claimed")
+        ctx = next(f for f in frames if f["type"] == "context")
+        assert ctx["mode"] == "WITH_AGENT" and ctx["current_item"]["department"] == "人社"
+        transcript = [f["text"] for f in frames if f["type"] == "event" and f["from"] == "citizen"]
+        assert transcript == ["社保卡丢了咋整", "转人工"]  # the bot transcript is shown
+        until(citizen, lambda f: f.get("mode") == "WITH_AGENT")
+
+        # Citizen → agent, in order; the bot stays silent.
+        citizen_send(citizen, "c3", "补卡要多久")
+        citizen_send(citizen, "c4", "要带户口本吗")
+        got = until(agent, lambda f: f["type"] == "event" and f["text"] == "要带户口本吗")
+        said = [f["text"] for f in got if f["type"] == "event" and f["from"] == "citizen"]
+        assert said == ["补卡要多久", "要带户口本吗"]
+        assert not [f for f in got if f["type"] == "event" and f["from"] == "bot"]
+
+        # Agent → citizen, in order; an internal note never reaches the citizen.
+        agent.send_text(json.dumps({"type": "note", "conversation_id": cid, "client_id": "n1",
+                                    "text": "内部备注：核实身份"}))
+        for i, text in enumerate(["您好，我是王帮办。", "不用带户口本。"]):
+            agent.send_text(json.dumps({"type": "send", "conversation_id": cid,
+                                        "client_id": f"a{i}", "text": text}))
+        agent.send_text(json.dumps({"type": "insert", "conversation_id": cid, "client_id": "a9",
+                                    "entry_id": "social-security-card-replace",
+                                    "kind": "materials"}))
+        until(agent, lambda f: f["type"] == "ack" and f["client_id"] == "a9")
+        frames = until(citizen, lambda f: f.get("from") == "agent" and "项材料" in f["text"])
+        agent_texts = [f["text"] for f in frames if f.get("from") == "agent"]
+        assert agent_texts[:2] == ["您好，我是王帮办。", "不用带户口本。"]
+        assert all("内部备注" not in f.get("text", "") for f in frames)
+        assert not [f for f in frames if f.get("from") == "bot"]
+
+        agent.send_text(json.dumps({"type": "handback", "conversation_id": cid}))
+        until(agent, lambda f: f["type"] == "ended")
+        frames = until(citizen, lambda f: f.get("from") == "bot" and "打个分" in f["text"])
+        assert any(f.get("mode") == "BOT" for f in frames)
+        citizen_send(citizen, "c5", "居住证怎么办")
+        until(citizen, lambda f: f.get("from") == "bot")  # the bot answers again
+
+
+def test_agent_resume_by_sequence_and_supervisor_sees_all(client: TestClient) -> None:
+    tok = token(client)
+    with client.websocket_connect("/ws/chat") as citizen:
+        citizen.send_text(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
+        cid = recv(citizen)["conversation_id"]
+        citizen_send(citizen, "r1", "身份证丢了")
+        citizen_send(citizen, "r2", "转人工")
+        with agent_ws(client, tok) as agent:
+            until(agent, lambda f: f["type"] == "lists")
+            agent.send_text(json.dumps({"type": "claim", "conversation_id": cid}))
+            frames = until(agent, lambda f: f["type"] == "claimed")
+            seen = max(f["seq"] for f in frames if f["type"] == "event")
+        # The console is gone: the citizen keeps talking.
+        citizen_send(citizen, "r3", "还在吗")
+        citizen_send(citizen, "r4", "我等一下")
+        with agent_ws(client, tok) as agent:
+            until(agent, lambda f: f["type"] == "lists")
+            agent.send_text(json.dumps({"type": "hello", "last_seqs": {cid: seen}}))
+            frames = until(agent, lambda f: f["type"] == "event" and f["text"] == "我等一下")
+            events = [f for f in frames if f["type"] == "event"]
+            assert all(f["seq"] > seen for f in events)
+            assert [f["text"] for f in events if f["from"] == "citizen"] == ["还在吗", "我等一下"]
+        with agent_ws(client, token(client, "boss")) as boss:
+            lists = until(boss, lambda f: f["type"] == "lists")[-1]
+            assert any(c["conversation_id"] == cid and c["agent"] == "王帮办"
+                       for c in lists["chats"])
+        boss_tok = token(client, "boss")
+        m = client.get("/agent/api/metrics", headers={"Authorization": f"Bearer {boss_tok}"})
+        assert m.status_code == 200 and any(x["conversation_id"] == cid for x in m.json())
+
+
+def test_cli_agent_add_list_disable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setenv("DAOBAN_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli_main(["agent", "add", "zhao", "--skills", "公安,医保", "--max-chats", "4",
+                     "--password-stdin"]) == 0
+    assert cli_main(["agent", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "zhao" in out and "公安,医保" in out
+    assert cli_main(["agent", "disable", "zhao"]) == 0
+    assert cli_main(["agent", "disable", "nobody"]) == 1
+    from knowledge.db import make_engine
+
+    store = SqlAgentStore(make_engine(f"sqlite:///{tmp_path / 'cli.db'}"))
+    assert store.login("zhao", PASSWORD, timedelta(hours=1)) is None  # disabled
+    hashed = store.engine.connect().exec_driver_sql("select password_hash from agents").scalar()
+    assert str(hashed).startswith("$argon2")
+    store.engine.dispose()
