@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).
     ws_ip_limit: int = 60
+    # Web chat messages per 10 s on one connection (None: the built-in 20).
+    ws_conn_limit: int | None = None
     # Door-sign (政务门牌) QR tokens: "kid1:secret1,kid2:secret2", the first signs. Empty:
     # ``serve`` uses a random key per process (plates then stop working on restart) and the
     # ``doorplate`` commands refuse to print plates. No default secret on purpose.

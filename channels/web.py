@@ -111,11 +111,12 @@ class ChatSession:
     """One websocket connection of one conversation."""
 
     def __init__(self, ws: WebSocket, assistant: Assistant, ip_limiter: RateLimiter,
-                 resolve_place: Callable[[str], str | None] | None = None) -> None:
+                 resolve_place: Callable[[str], str | None] | None = None,
+                 conn_limit: int | None = None) -> None:
         self.ws = ws
         self.assistant = assistant
         self.ip_limiter = ip_limiter
-        self.conn_limiter = RateLimiter(*CONN_RATE)
+        self.conn_limiter = RateLimiter(conn_limit or CONN_RATE[0], CONN_RATE[1])
         self.ip = ws.client.host if ws.client else "?"
         self.cid = ""
         self.sent = 0  # highest seq sent on this connection
@@ -250,7 +251,8 @@ async def chat_socket(ws: WebSocket) -> None:
     await ws.accept()
     doorplates = getattr(services, "doorplates", None)
     session = ChatSession(ws, services.assistant, services.ip_limiter,
-                          doorplates.resolve if doorplates is not None else None)
+                          doorplates.resolve if doorplates is not None else None,
+                          services.settings.ws_conn_limit)
     session.citizens = getattr(ws.app.state, "citizens", None)
     pinger = asyncio.create_task(session.pinger())
     try:
