@@ -210,6 +210,18 @@ class Handoff:
         }
 
 
+
+def _has_capacity(s: Session, agent_id: int) -> bool:
+    """Under the agent's row lock: does the agent exist and have a free chat slot?"""
+    a = s.get(AgentRow, agent_id, with_for_update=True)
+    if a is None:
+        return False
+    busy = s.scalar(select(func.count()).select_from(HandoffRow).where(
+        HandoffRow.agent_id == agent_id,
+        HandoffRow.status == HandoffStatus.ACTIVE.value)) or 0
+    return busy < a.max_chats
+
+
 def _handoff(r: HandoffRow) -> Handoff:
     return Handoff(
         r.id, r.conversation_id, r.channel, HandoffStatus(r.status), r.reason, r.department,
@@ -416,13 +428,7 @@ class SqlAgentStore:
         """Atomic: the first claimant wins; capacity is checked under the agent's row lock."""
         now = _now()
         with Session(self.engine) as s, s.begin():
-            a = s.get(AgentRow, agent_id, with_for_update=True)
-            if a is None:
-                return False
-            busy = s.scalar(select(func.count()).select_from(HandoffRow).where(
-                HandoffRow.agent_id == agent_id,
-                HandoffRow.status == HandoffStatus.ACTIVE.value)) or 0
-            if busy >= a.max_chats:
+            if not _has_capacity(s, agent_id):
                 return False
             r = s.get(HandoffRow, handoff_id)
             seen = list(r.agents_seen or []) if r else []
@@ -435,13 +441,7 @@ class SqlAgentStore:
 
     def reassign(self, handoff_id: int, from_agent: int, to_agent: int) -> bool:
         with Session(self.engine) as s, s.begin():
-            a = s.get(AgentRow, to_agent, with_for_update=True)
-            if a is None:
-                return False
-            busy = s.scalar(select(func.count()).select_from(HandoffRow).where(
-                HandoffRow.agent_id == to_agent,
-                HandoffRow.status == HandoffStatus.ACTIVE.value)) or 0
-            if busy >= a.max_chats:
+            if not _has_capacity(s, to_agent):
                 return False
             r = s.get(HandoffRow, handoff_id)
             seen = list(r.agents_seen or []) if r else []
