@@ -21,12 +21,14 @@ from assistant.render import (
     card,
     card_text,
     caveat,
+    material_line,
     members,
     online_channels,
     situations_needed,
     skip_reason,
 )
 from assistant.store import Event
+from knowledge.bundles import MergedMaterial
 from knowledge.index import Hit
 from knowledge.schema import Necessity, ServiceItem
 from knowledge.validate import GuideBase
@@ -294,21 +296,13 @@ def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
 def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     mats = applicable(ctx.guide, e, conv.situations)
     lines = [f"“{e.name}”需要{len(mats)}项材料："]
-    lines += [f"{i}. {_line(ctx, m)}" for i, m in enumerate(mats, 1)]
+    lines += [f"{i}. {material_line(ctx.guide, m)}" for i, m in enumerate(mats, 1)]
     pending = [s for s in situations_needed(ctx.guide, e)
                if s[1] not in conv.situations.get(s[0], {})]
     if pending:
         lines.append("标“特定情形需要”的，要看您的具体情况。点“逐项核对材料”，我帮您一项项确认。")
     out.say("\n".join(lines), (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"),
                                Button("转人工", "/human")))
-
-
-def _line(ctx: Ctx, m: object) -> str:
-    from assistant.render import material_line
-    from knowledge.bundles import MergedMaterial
-
-    assert isinstance(m, MergedMaterial)
-    return material_line(ctx.guide, m)
 
 
 def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) -> Outcome:
@@ -434,15 +428,13 @@ def _start_walk(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     _ask_next_material(conv, ctx, out)
 
 
-def _merged(conv: Conversation, ctx: Ctx) -> dict[str, object]:
+def _merged(conv: Conversation, ctx: Ctx) -> dict[str, MergedMaterial]:
     assert conv.walk is not None
     e = ctx.guide.entry(conv.walk.entry_id)
     return {m.ref: m for m in applicable(ctx.guide, e, conv.situations)} if e else {}
 
 
 def _ask_next_material(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
-    from knowledge.bundles import MergedMaterial
-
     walk = conv.walk
     assert walk is not None
     by_ref = _merged(conv, ctx)
@@ -450,7 +442,7 @@ def _ask_next_material(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
     while walk.queue:
         ref = walk.queue[0]
         m = by_ref.get(ref)
-        if not isinstance(m, MergedMaterial):
+        if m is None:
             walk.queue.pop(0)
             continue
         reason = skip_reason(m.use)
@@ -478,8 +470,6 @@ def _walk_answer(
     conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood, ctx: Ctx,
     out: Outcome,
 ) -> bool:
-    from knowledge.bundles import MergedMaterial
-
     walk = conv.walk
     assert walk is not None
     if not walk.queue:
@@ -500,11 +490,11 @@ def _walk_answer(
         out.say("好的，已暂停核对，进度给您留着。想继续时说“继续核对”。",
                 (Button("继续核对", "/walk"), Button("转人工", "/human")))
         return True
-    if answer is None or not isinstance(m, MergedMaterial):
+    if answer is None or m is None:
         if u.hits and u.hits[0].score >= SWITCH_SCORE:
             return False  # a new question: the caller switches topic
         if cmd or not u.hits:
-            out.say(f"请回答是否已准备好{book(m.name) if isinstance(m, MergedMaterial) else '这项材料'}：",
+            out.say(f"请回答是否已准备好{book(m.name) if m is not None else '这项材料'}：",
                     (Button("有", "/have"), Button("没有", "/missing"),
                      Button("不清楚", "/unsure")))
             return True

@@ -35,8 +35,8 @@ class Services:
     settings: Settings
     assistant: Assistant
     guide_hash: str
-    ip_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(*IP_RATE))
     doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
+    ip_limiter: RateLimiter = field(init=False)  # derived from settings.ws_ip_limit
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])

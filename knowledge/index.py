@@ -102,10 +102,6 @@ class BM25:
         return s, ceiling
 
 
-def entry_text(e: Entry) -> str:
-    return "。".join([e.name, "、".join(e.aliases), e.summary])
-
-
 # Above this many entries one passage per entry is embedded (half the build time and
 # memory), and faiss uses an inverted-file index instead of exact search.
 LARGE = 20_000

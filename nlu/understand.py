@@ -83,8 +83,11 @@ class Understanding:
         return SearchIndex(guide, content_hash, self.tokenizer.terms, self.encoder, self._cache)
 
     def refresh(self, guide: GuideBase, content_hash: str) -> bool:
-        if self.tokenizer.vocabulary != Tokenizer(guide).vocabulary:
-            self.tokenizer = Tokenizer(guide)
+        if self.search_service.index.content_hash == content_hash:
+            return False  # unchanged: no tokenizer (1 s) built just to compare
+        tokenizer = Tokenizer(guide)
+        if tokenizer.vocabulary != self.tokenizer.vocabulary:
+            self.tokenizer = tokenizer
         return self.search_service.refresh(guide, content_hash)
 
     def search(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,20 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_agent_multiprocess import PASSWORD, Reader, _free_port, _wait_healthy
+from tests.servers import free_port, launch_chromium, require_chromium
+from tests.test_agent_multiprocess import PASSWORD, Reader, _wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed")
+    require_chromium()
     env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
            "DAOBAN_INDEX_DIR": str(tmp_path / "idx")}
     env.pop("DAOBAN_REDIS_URL", None)
@@ -35,7 +31,7 @@ def server(tmp_path: Path) -> Iterator[str]:
          "--skills", "人社", "--password-stdin"],
         cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
     assert add.returncode == 0, add.stderr
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "s.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -62,8 +58,7 @@ def test_console_sign_in_claim_reply_hand_back(server: str) -> None:
             cws.send(json.dumps({"type": "message", "client_id": f"c{i}", "text": text}))
             ack = f"c{i}"
             citizen.until(lambda f: f["type"] == "ack" and f["client_id"] == ack)  # noqa: B023
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--no-sandbox", "--disable-gpu"])
+        b = launch_chromium(p)
         try:
             page = b.new_page(locale="zh-CN")
             page.goto(server + "/agent")

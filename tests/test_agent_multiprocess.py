@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,17 +16,13 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("DAOBAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PASSWORD = "correct-horse-9"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_up() -> bool:
@@ -75,7 +70,7 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         # One after the other: the first start migrates and loads the guide base.
         for name in ("a", "b"):
-            port = _free_port()
+            port = free_port()
             log = tmp_path / f"{name}.log"
             logs.append(log.open("w"))
             proc = subprocess.Popen(
