@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -140,6 +141,30 @@ class HandoffRow(Base):
     agents_seen: Mapped[list[int]] = mapped_column(JSON)
 
 
+class DeskProcessRow(Base):
+    """A server process that holds console sockets, and its lease. The process renews the
+    lease with a heartbeat; a process that stops renewing it (crashed, killed, cut off
+    from the database) loses its sockets when the lease runs out."""
+
+    __tablename__ = "desk_processes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(120))  # host:pid, for people reading the table
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class AgentSocketRow(Base):
+    """One open console socket and the process holding it. ``AgentRow.connections`` is
+    the count of these rows, kept in the same transactions."""
+
+    __tablename__ = "agent_sockets"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(Integer, index=True)
+    process_id: Mapped[str] = mapped_column(String(64), index=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(frozen=True)
 class Agent:
     id: int
@@ -220,6 +245,33 @@ def _has_capacity(s: Session, agent_id: int) -> bool:
         HandoffRow.agent_id == agent_id,
         HandoffRow.status == HandoffStatus.ACTIVE.value)) or 0
     return busy < a.max_chats
+
+
+def _recount(s: Session, agent_id: int, closed_at: datetime) -> int:
+    """Under the agent's row lock: ``connections`` from the agent's socket rows. At zero
+    the grace period starts at ``closed_at``. Callers lock agents in id order (no
+    deadlocks between processes) and change socket rows before (SQLite: write first)."""
+    r = s.get(AgentRow, agent_id, with_for_update=True)
+    if r is None:
+        return 0
+    n = s.scalar(select(func.count()).select_from(AgentSocketRow).where(
+        AgentSocketRow.agent_id == agent_id)) or 0
+    if n == 0 and (r.connections > 0 or r.disconnected_at is None):
+        r.disconnected_at = closed_at
+    elif n > 0:
+        r.disconnected_at = None
+    r.connections = n
+    return n
+
+
+def _close_sockets(s: Session, process_id: str, closed_at: datetime) -> list[int]:
+    """Every socket row of one process, closed as of ``closed_at``: the agents affected."""
+    gone = s.scalars(delete(AgentSocketRow).where(AgentSocketRow.process_id == process_id)
+                     .returning(AgentSocketRow.agent_id))
+    agents = sorted(set(gone))
+    for agent_id in agents:
+        _recount(s, agent_id, closed_at)
+    return agents
 
 
 def _handoff(r: HandoffRow) -> Handoff:
@@ -330,32 +382,34 @@ class SqlAgentStore:
 
     # --- presence ------------------------------------------------------------------------
 
-    def connected(self, agent_id: int, presence: Presence = Presence.ONLINE) -> None:
+    def connected(self, agent_id: int, socket_id: str, process_id: str,
+                  presence: Presence = Presence.ONLINE) -> None:
+        """A console socket opened, held by server process ``process_id``."""
+        now = _now()
         with Session(self.engine) as s, s.begin():
-            s.execute(update(AgentRow).where(AgentRow.id == agent_id).values(
-                connections=AgentRow.connections + 1, disconnected_at=None,
-                presence=presence.value))
+            s.add(AgentSocketRow(id=socket_id, agent_id=agent_id, process_id=process_id,
+                                 opened_at=now))
+            s.flush()
+            _recount(s, agent_id, now)
+            s.execute(update(AgentRow).where(AgentRow.id == agent_id)
+                      .values(presence=presence.value))
 
-    def disconnected(self, agent_id: int) -> bool:
-        """True when that was the agent's last console socket (the grace period starts)."""
+    def disconnected(self, socket_id: str) -> bool:
+        """True when that was the agent's last console socket (the grace period starts).
+        A socket already closed by ``reap`` (its process's lease ran out) counts once."""
         with Session(self.engine) as s, s.begin():
-            r = s.get(AgentRow, agent_id, with_for_update=True)
-            if r is None:
-                return False
-            r.connections = max(0, r.connections - 1)
-            if r.connections == 0:
-                r.disconnected_at = _now()
-                return True
-            return False
+            agent_id = s.scalar(delete(AgentSocketRow).where(AgentSocketRow.id == socket_id)
+                                .returning(AgentSocketRow.agent_id))
+            return agent_id is not None and _recount(s, agent_id, _now()) == 0
 
     def set_presence(self, agent_id: int, presence: Presence) -> None:
         with Session(self.engine) as s, s.begin():
             s.execute(update(AgentRow).where(AgentRow.id == agent_id)
                       .values(presence=presence.value))
 
-    def lost_agents(self, grace: timedelta) -> list[Agent]:
+    def lost_agents(self, grace: timedelta, now: datetime | None = None) -> list[Agent]:
         """Agents whose last socket closed more than ``grace`` ago."""
-        cutoff = _now() - grace
+        cutoff = (now or _now()) - grace
         with Session(self.engine) as s:
             rows = s.scalars(select(AgentRow).where(
                 AgentRow.connections == 0, AgentRow.disconnected_at.is_not(None),
@@ -366,6 +420,75 @@ class SqlAgentStore:
         with Session(self.engine) as s, s.begin():
             s.execute(update(AgentRow).where(AgentRow.id == agent_id, AgentRow.connections == 0)
                       .values(presence="offline", disconnected_at=None))
+
+    # --- server processes and their leases ----------------------------------------------
+
+    def heartbeat(self, process_id: str, label: str, lease: timedelta,
+                  sockets: Mapping[str, int]) -> bool:
+        """Renew the process's lease and make its socket rows match ``sockets`` (socket id
+        → agent id), the console sockets this process really holds. False when anything
+        had to be repaired: the process is new; its lease ran out (a stall, a database
+        outage) and another process closed its sockets; a close was not recorded."""
+        now = _now()
+        with Session(self.engine) as s, s.begin():
+            renewed = _changed(s.execute(update(DeskProcessRow).where(
+                DeskProcessRow.id == process_id).values(heartbeat_at=now,
+                                                        expires_at=now + lease)))
+            if not renewed:
+                s.add(DeskProcessRow(id=process_id, label=label[:120], started_at=now,
+                                     heartbeat_at=now, expires_at=now + lease))
+            held: dict[str, int] = {sid: aid for sid, aid in s.execute(select(
+                AgentSocketRow.id, AgentSocketRow.agent_id).where(
+                AgentSocketRow.process_id == process_id))}
+            missing = {k: v for k, v in sockets.items() if k not in held}
+            extra = {k: v for k, v in held.items() if k not in sockets}
+            for socket_id, agent_id in missing.items():
+                s.add(AgentSocketRow(id=socket_id, agent_id=agent_id, process_id=process_id,
+                                     opened_at=now))
+            if extra:
+                s.execute(delete(AgentSocketRow).where(AgentSocketRow.id.in_(list(extra))))
+            s.flush()
+            for agent_id in sorted({*missing.values(), *extra.values()}):
+                _recount(s, agent_id, now)
+            for agent_id in sorted(set(missing.values())):
+                # Marked offline while its sockets were wrongly counted as gone.
+                s.execute(update(AgentRow).where(AgentRow.id == agent_id,
+                                                 AgentRow.presence == Presence.OFFLINE.value,
+                                                 AgentRow.disabled.is_(False))
+                          .values(presence=Presence.ONLINE.value))
+            return renewed and not missing and not extra
+
+    def reap(self, now: datetime | None = None, keep: str | None = None) -> list[int]:
+        """Close the sockets of processes whose lease ran out, as of the lease's expiry,
+        and sockets of no known process, as of now; the agents affected. Guarded: exactly
+        one process reaps each. ``keep``: the calling process, which never reaps itself."""
+        now = now or _now()
+        with Session(self.engine) as s:
+            dead = s.execute(select(DeskProcessRow.id, DeskProcessRow.expires_at).where(
+                DeskProcessRow.expires_at < now)).all()
+            orphans = s.scalars(select(AgentSocketRow.process_id).where(
+                AgentSocketRow.process_id.not_in(select(DeskProcessRow.id))).distinct()).all()
+        affected: set[int] = set()
+        for process_id, expired in dead:
+            if process_id == keep:
+                continue
+            with Session(self.engine) as s, s.begin():
+                if _changed(s.execute(delete(DeskProcessRow).where(
+                        DeskProcessRow.id == process_id, DeskProcessRow.expires_at < now))):
+                    affected.update(_close_sockets(s, process_id, _aware(expired) or now))
+        for process_id in orphans:
+            if process_id == keep:
+                continue
+            with Session(self.engine) as s, s.begin():
+                if s.get(DeskProcessRow, process_id) is None:
+                    affected.update(_close_sockets(s, process_id, now))
+        return sorted(affected)
+
+    def release(self, process_id: str) -> list[int]:
+        """A process shutting down: its sockets are closed now and its lease is given up."""
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(DeskProcessRow).where(DeskProcessRow.id == process_id))
+            return _close_sockets(s, process_id, _now())
 
     def load(self) -> dict[int, int]:
         """Active chats per agent."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -65,6 +68,8 @@ NOBODY = (f"目前没有帮办人员在线。您的留言会保留，工作人�
 OVERDUE = (f"抱歉让您久等了，帮办人员暂时都在忙。您的留言已保存，工作人员会尽快处理。\n"
            f"人工服务时间：{DESK_HOURS}；急事请拨打 {HOTLINE}。")
 AGENT_LOST = f"帮办人员的连接中断了，已为您重新排队，请稍候。您可以继续留言；急事请拨打 {HOTLINE}。"
+# Pushed to citizens without a chat page (WeChat); the web page shows the mode change.
+JOINED = "人工帮办已接入，请直接说您的问题。"
 HANDED_BACK = "人工服务已结束，已回到导办助手，您可以继续问我。请为刚才的人工帮办打个分："
 CLOSED = "本次人工服务已结束，感谢您的耐心。请为刚才的人工帮办打个分："
 
@@ -110,7 +115,7 @@ def _bot(text: str, buttons: Sequence[Any] = ()) -> Event:
 
 class AgentDesk:
     def __init__(self, assistant: Assistant, agents: SqlAgentStore, bus: EventBus, *,
-                 wait_limit: float = 180.0, grace: float = 30.0,
+                 wait_limit: float = 180.0, grace: float = 30.0, lease: float = 20.0,
                  sink: Callable[[str], ReplySink | None] | None = None) -> None:
         self.assistant = assistant
         self.store = assistant.store
@@ -118,6 +123,13 @@ class AgentDesk:
         self.bus = bus
         self.wait_limit = timedelta(seconds=wait_limit)
         self.grace = timedelta(seconds=grace)
+        # This process's console sockets are counted as open only while its lease (renewed
+        # by ``heartbeat``) lasts: a crashed process cannot close them.
+        self.lease = timedelta(seconds=lease)
+        self.process_id = uuid.uuid4().hex
+        self.process_label = f"{socket.gethostname()}:{os.getpid()}"
+        self._sockets: dict[str, int] = {}  # console socket id → agent id, in this process
+        self._lease_lock = asyncio.Lock()
         self.sink = sink or (lambda channel: None)  # channel name → where to push
         self.citizens: dict[str, bool] = {}  # conversation → citizen socket open (any process)
         self._outbound: dict[str, asyncio.Lock] = {}
@@ -243,9 +255,16 @@ class AgentDesk:
                                    "agent": agent.display_name, "handoff": h.id})]
 
         await self._change(cid, take)
+        await self._joined(cid)
         await self.bus.publish(QUEUE, {"cid": cid})
         await self.bus.publish(agent_topic(agent.id), {"cid": cid})
         return h
+
+    async def _joined(self, cid: str) -> None:
+        """The web page shows the mode change; a WeChat citizen has no page, so is told
+        (before any of the agent's messages: same lock as ``say``)."""
+        async with self._outbound.setdefault(cid, asyncio.Lock()):
+            await self._push(cid, [Reply(JOINED)])
 
     async def say(self, agent: Agent, cid: str, text: str, client_id: str,
                   card_: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -310,6 +329,7 @@ class AgentDesk:
             await self._change(cid, lambda conv: [Event("mode", {
                 "mode": conv.mode.value, "reason": "transferred", "agent": target.display_name,
                 "handoff": h.id})])
+            await self._joined(cid)
             await self.bus.publish(agent_topic(owner), {"cid": cid})
             await self.bus.publish(agent_topic(to_agent), {"cid": cid})
             return
@@ -371,18 +391,58 @@ class AgentDesk:
         await self._run(self.agents.set_presence, agent.id, presence)
         await self.bus.publish(QUEUE, {"agent": agent.id})
 
-    async def connected(self, agent: Agent) -> None:
-        await self._run(self.agents.connected, agent.id, Presence.ONLINE)
+    async def connected(self, agent: Agent) -> str:
+        """A console socket opened in this process; its id, for ``disconnected``."""
+        socket_id = uuid.uuid4().hex
+        async with self._lease_lock:  # the heartbeat sees the sockets as the database does
+            await self._run(self.agents.connected, agent.id, socket_id, self.process_id,
+                            Presence.ONLINE)
+            self._sockets[socket_id] = agent.id
         await self.bus.publish(QUEUE, {"agent": agent.id})
+        return socket_id
 
-    async def disconnected(self, agent: Agent) -> None:
-        await self._run(self.agents.disconnected, agent.id)
+    async def disconnected(self, agent: Agent, socket_id: str) -> None:
+        async with self._lease_lock:
+            # Forgotten first: should the database call fail, the next heartbeat closes it.
+            self._sockets.pop(socket_id, None)
+            await self._run(self.agents.disconnected, socket_id)
+
+    async def heartbeat(self) -> None:
+        """Renew this process's lease (and take it: the first call registers it)."""
+        async with self._lease_lock:
+            sockets = dict(self._sockets)
+            in_order = await self._run(self.agents.heartbeat, self.process_id,
+                                       self.process_label, self.lease, sockets)
+        if not in_order and sockets:
+            log.warning("process %s: console sockets re-registered (lease lost or a close "
+                        "not recorded)", self.process_label)
+            await self.bus.publish(QUEUE, {"process": self.process_id})
+
+    async def run_heartbeat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("agent desk heartbeat failed")
+
+    async def release(self) -> None:
+        """Shutting down: this process's sockets count as closed now (grace starts)."""
+        async with self._lease_lock:
+            self._sockets.clear()
+            await self._run(self.agents.release, self.process_id)
 
     async def sweep(self, now: datetime | None = None) -> None:
         """Run by every process every second or so; the database updates are guarded so
-        that exactly one process acts on each expiry."""
+        that exactly one process acts on each expiry. Sockets of processes whose lease
+        ran out are closed first, as of the lease's expiry: their grace period runs from
+        there."""
         now = now or datetime.now(UTC)
-        for a in await self._run(self.agents.lost_agents, self.grace):
+        reaped = await self._run(self.agents.reap, now, self.process_id)
+        if reaped:
+            log.warning("closed the console sockets of agents %s: their server process "
+                        "stopped renewing its lease", reaped)
+        for a in await self._run(self.agents.lost_agents, self.grace, now):
             for h in await self._run(self.agents.active, a.id):
                 if await self._run(self.agents.requeue, h.id, a.id):
                     await self._back_to_queue(h.conversation_id, "agent_lost", AGENT_LOST)

@@ -90,8 +90,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return wechat if channel == "wechat" else None
 
     desk = AgentDesk(services.assistant, SqlAgentStore(engine), bus,
-                     wait_limit=settings.agent_wait_limit,
-                     grace=settings.agent_grace_seconds, sink=sink)
+                     wait_limit=settings.agent_wait_limit, grace=settings.agent_grace_seconds,
+                     lease=settings.agent_lease_seconds, sink=sink)
+    try:
+        await desk.heartbeat()  # the lease exists before the first console socket
+    except SQLAlchemyError:
+        log.exception("could not register this process with the agent desk")
 
     async def citizen(message: dict[str, Any]) -> None:
         desk.citizens[str(message.get("cid"))] = bool(message.get("online"))
@@ -101,12 +105,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.desk = desk
     app.state.citizens = CitizenSockets(desk)
     sweeper = asyncio.create_task(desk.run_sweeper(settings.agent_sweep_seconds))
+    heart = asyncio.create_task(desk.run_heartbeat(settings.agent_heartbeat_seconds))
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, heart):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await desk.release()
+        except SQLAlchemyError:
+            log.exception("could not release this process's agent-desk lease")
         unsubscribe()
         services.assistant.desk = None
         await bus.close()
@@ -221,9 +231,13 @@ class AgentSession:
         self._other: list[Callable[[], None]] = []
         self._send_lock = asyncio.Lock()
         self._flush_locks: dict[str, asyncio.Lock] = {}
+        self.socket_id: str | None = None  # the desk's id for this socket, once counted
+        self.closed = False
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
+            if self.closed:
+                return  # a bus wake-up that was already on its way when the socket closed
             await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
 
     async def error(self, code: str, message: str) -> None:
@@ -250,7 +264,7 @@ class AgentSession:
         self._other = [bus.subscribe(QUEUE, queue_changed),
                        bus.subscribe(agent_topic(self.agent.id), mine_changed),
                        bus.subscribe("citizen", citizen)]
-        await self.desk.connected(self.agent)
+        self.socket_id = await self.desk.connected(self.agent)
         await self.refresh()
         await self.send({"type": "welcome", "agent": self.agent.as_dict()})
         await self.send_lists()
@@ -261,10 +275,12 @@ class AgentSession:
             self.agent = fresh
 
     async def stop(self) -> None:
+        self.closed = True
         for u in [*self._other, *self._subs.values()]:
             u()
         self._subs.clear()
-        await self.desk.disconnected(self.agent)
+        if self.socket_id is not None:
+            await self.desk.disconnected(self.agent, self.socket_id)
 
     async def send_lists(self) -> None:
         frame: dict[str, Any] = {"type": "lists", "queue": await self.desk.queue_view(self.agent),

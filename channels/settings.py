@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     agent_grace_seconds: float = 30.0
     agent_session_hours: float = 12.0
     agent_sweep_seconds: float = 1.0  # how often each process checks waits and graces
+    # Each process renews a lease on its console sockets every heartbeat; a process that
+    # misses it for agent_lease_seconds (crashed, killed, cut off) loses them, and their
+    # agents' grace periods start at the lease's expiry.
+    agent_heartbeat_seconds: float = 5.0
+    agent_lease_seconds: float = 20.0
     max_message_chars: int = 1000
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).
@@ -47,3 +53,10 @@ class Settings(BaseSettings):
     wechat_api_base: str = "https://api.weixin.qq.com"
     # WeChat gives up after 5 s; answers later than this go out as 客服消息.
     wechat_reply_timeout: float = 4.5
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if not 0 < self.agent_heartbeat_seconds < self.agent_lease_seconds:
+            raise ValueError("DAOBAN_AGENT_LEASE_SECONDS must be longer than "
+                             "DAOBAN_AGENT_HEARTBEAT_SECONDS (and both above 0)")
+        return self

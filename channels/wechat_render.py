@@ -96,10 +96,10 @@ def choice(text: str, recent: Sequence[dict[str, Any]]) -> str:
     m = _NUMBER.match(unicodedata.normalize("NFKC", text))
     if m is None:
         return text
-    last_user = max((i for i, e in enumerate(recent) if e["type"] == "user"), default=-1)
-    after = recent[last_user + 1 :]
-    if any(e["type"] != "bot" for e in after):
-        return text  # a person spoke since: the options are stale
-    options = offered([Reply.from_dict(e) for e in after])
+    # The options are those of the bot's latest turn: its messages after the last one of
+    # a person (citizen or agent). An agent's words before the hand-back's rating options
+    # do not make them stale; an agent's words after them do.
+    last_person = max((i for i, e in enumerate(recent) if e["type"] != "bot"), default=-1)
+    options = offered([Reply.from_dict(e) for e in recent[last_person + 1 :]])
     n = int(m.group(1))
     return options[n - 1].payload if 1 <= n <= len(options) else text

@@ -38,6 +38,13 @@ def free_port() -> int:
 @contextmanager
 def daoban_server(workdir: Path, **env: str) -> Iterator[str]:
     """``daoban serve`` on a free loopback port with its own SQLite; yields the base URL."""
+    with daoban_process(workdir, **env) as (base, _):
+        yield base
+
+
+@contextmanager
+def daoban_process(workdir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like ``daoban_server``, also yielding the process (to kill it mid-test)."""
     port = free_port()
     full_env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{workdir / 'server.db'}",
                 "DAOBAN_INDEX_DIR": str(workdir / "idx"), **env}
@@ -58,10 +65,14 @@ def daoban_server(workdir: Path, **env: str) -> Iterator[str]:
                 time.sleep(0.3)
         else:
             pytest.fail("daoban serve did not start: " + (workdir / "server.log").read_text())
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         log.close()
 
 

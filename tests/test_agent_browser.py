@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.consoles import PASSWORD, Reader
 from tests.servers import free_port, launch_chromium, require_chromium
-from tests.test_agent_multiprocess import PASSWORD, Reader, _wait_healthy
+from tests.test_agent_multiprocess import _wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,9 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from assistant.agents import Agent, Presence, Role, SqlAgentStore
@@ -31,9 +29,8 @@ from assistant.model import ConversationMode, UserMessage
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
 from channels.settings import Settings
+from tests.consoles import PASSWORD, agent_ws, citizen_send, recv, token, until
 from tests.harness import make_assistant
-
-PASSWORD = "correct-horse-9"
 
 
 def _agent(i: int, skills: tuple[str, ...], *, presence: Presence = Presence.ONLINE,
@@ -74,14 +71,16 @@ def desk(tmp_path: Path) -> AgentDesk:
     migrate_agents(assistant.store.engine)
     d = AgentDesk(assistant, SqlAgentStore(assistant.store.engine), LocalBus(),
                   wait_limit=60, grace=30)
+    d.agents.heartbeat(d.process_id, d.process_label, d.lease, {})
     assistant.desk = d
     return d
 
 
-def _add(desk: AgentDesk, name: str, skills: tuple[str, ...], max_chats: int = 2,
-         role: Role = Role.AGENT) -> Agent:
+async def _add(desk: AgentDesk, name: str, skills: tuple[str, ...], max_chats: int = 2,
+               role: Role = Role.AGENT) -> Agent:
+    """A new agent with a console socket open in ``desk``'s process."""
     a = desk.agents.add(name, PASSWORD, skills=skills, max_chats=max_chats, role=role)
-    desk.agents.connected(a.id)
+    await desk.connected(a)
     got = desk.agents.get(a.id)
     assert got is not None
     return got
@@ -110,8 +109,8 @@ async def test_nobody_online_tells_the_citizen_and_keeps_the_message(desk: Agent
 
 
 async def test_claim_by_department_capacity_then_chat_and_hand_back(desk: AgentDesk) -> None:
-    police = _add(desk, "police", ("公安",))
-    social = _add(desk, "social", ("人社",), max_chats=1)
+    police = await _add(desk, "police", ("公安",))
+    social = await _add(desk, "social", ("人社",), max_chats=1)
     await _say(desk, "c2", "社保卡丢了咋整")
     await _say(desk, "c2", "/human")
     assert NOBODY not in _texts(desk, "c2", "bot")  # someone with 人社 is online
@@ -147,10 +146,13 @@ async def test_claim_by_department_capacity_then_chat_and_hand_back(desk: AgentD
 
 
 async def test_agent_disconnect_grace_then_back_to_queue(desk: AgentDesk) -> None:
-    a = _add(desk, "grace", ())
+    account = desk.agents.add("grace", PASSWORD)
+    socket_id = await desk.connected(account)
+    a = desk.agents.get(account.id)
+    assert a is not None
     await _say(desk, "c4", "/human")
     await desk.claim(a, "c4")
-    await desk.disconnected(a)
+    await desk.disconnected(a, socket_id)
     await desk.sweep()  # within the grace period: nothing happens
     assert desk.store.load("c4").mode is ConversationMode.WITH_AGENT  # type: ignore[union-attr]
     desk.grace = timedelta(seconds=0)
@@ -161,8 +163,120 @@ async def test_agent_disconnect_grace_then_back_to_queue(desk: AgentDesk) -> Non
     assert desk.agents.get(a.id).presence is Presence.OFFLINE  # type: ignore[union-attr]
 
 
+# --- leases: a server process that dies cannot close its console sockets ----------------
+
+
+@pytest.fixture
+def two_processes(db_url: str, tmp_path: Path) -> Iterator[tuple[AgentDesk, AgentDesk]]:
+    """The desks of two server processes over one database: own engine, bus and lease."""
+    desks = []
+    for _ in range(2):
+        assistant = make_assistant(db_url, tmp_path / "idx")
+        migrate_agents(assistant.store.engine)
+        d = AgentDesk(assistant, SqlAgentStore(assistant.store.engine), LocalBus(),
+                      wait_limit=600, grace=5, lease=2)
+        assistant.desk = d
+        desks.append(d)
+    yield desks[0], desks[1]
+    for d in desks:
+        d.store.engine.dispose()
+
+
+def _fresh(desk: AgentDesk, agent_id: int) -> Agent:
+    a = desk.agents.get(agent_id)
+    assert a is not None
+    return a
+
+
+async def test_crashed_process_lease_runs_out_then_grace_then_back_to_queue(
+        two_processes: tuple[AgentDesk, AgentDesk]) -> None:
+    crashed, alive = two_processes
+    await alive.heartbeat()
+    before = datetime.now(UTC)
+    await crashed.heartbeat()
+    after = datetime.now(UTC)
+    account = crashed.agents.add("lease", PASSWORD, skills=("人社",))
+    await crashed.connected(account)  # the agent's console is on the process that dies
+    agent = _fresh(alive, account.id)
+    await _say(alive, "c7", "社保卡丢了咋整")  # the citizen is on the other process
+    await _say(alive, "c7", "转人工")
+    assert NOBODY not in _texts(alive, "c7", "bot")
+    await crashed.claim(agent, "c7")
+    # The crashed process renews nothing from here on; its socket row stays behind.
+
+    await alive.sweep()  # within the lease: the socket still counts
+    assert _fresh(alive, agent.id).connections == 1
+    await alive.sweep(now=after + timedelta(seconds=3))  # the lease (2 s) ran out
+    gone = _fresh(alive, agent.id)
+    assert gone.connections == 0 and gone.presence is Presence.ONLINE
+    # The grace period runs from the lease's expiry, not from when it was noticed.
+    assert gone.disconnected_at is not None
+    assert before + crashed.lease <= gone.disconnected_at <= after + crashed.lease
+    await alive.sweep(now=gone.disconnected_at + alive.grace - timedelta(seconds=0.5))
+    assert alive.store.load("c7").mode is ConversationMode.WITH_AGENT  # type: ignore[union-attr]
+    await alive.sweep(now=gone.disconnected_at + alive.grace + timedelta(seconds=0.5))
+    assert alive.store.load("c7").mode is ConversationMode.WAITING_AGENT  # type: ignore[union-attr]
+    assert _texts(alive, "c7", "bot").count(AGENT_LOST) == 1  # the citizen is told, once
+    assert [h.conversation_id for h in alive.agents.queue()] == ["c7"]
+    assert _fresh(alive, agent.id).presence is Presence.OFFLINE
+    await alive.sweep(now=gone.disconnected_at + alive.grace + timedelta(seconds=1))
+    assert _texts(alive, "c7", "bot").count(AGENT_LOST) == 1
+
+
+async def test_stalled_process_takes_its_sockets_back_and_heartbeat_repairs(
+        two_processes: tuple[AgentDesk, AgentDesk]) -> None:
+    stalled, other = two_processes
+    await stalled.heartbeat()
+    await other.heartbeat()
+    account = stalled.agents.add("stall", PASSWORD)
+    first = await stalled.connected(account)
+    second = await stalled.connected(account)
+    assert _fresh(other, account.id).connections == 2
+    # The process stalls past its lease: another process closes both sockets.
+    await other.sweep(now=datetime.now(UTC) + timedelta(seconds=3))
+    assert _fresh(other, account.id).connections == 0
+    await stalled.disconnected(account, second)  # already closed: not counted twice
+    assert _fresh(other, account.id).connections == 0
+    await stalled.heartbeat()  # it wakes up: the socket it still holds counts again
+    back = _fresh(other, account.id)
+    assert back.connections == 1 and back.disconnected_at is None
+    await other.sweep()
+    assert _fresh(other, account.id).connections == 1
+    # A socket row the process does not hold (its close was never recorded) is closed.
+    stalled.agents.connected(account.id, "never-closed", stalled.process_id)
+    assert _fresh(other, account.id).connections == 2
+    await stalled.heartbeat()
+    assert _fresh(other, account.id).connections == 1
+    # Shutting down gives the lease up: the sockets are closed now, the grace period starts.
+    await stalled.release()
+    ended = _fresh(other, account.id)
+    assert ended.connections == 0 and ended.disconnected_at is not None
+    await stalled.disconnected(account, first)  # the socket's own close comes later
+    assert _fresh(other, account.id).connections == 0
+
+
+def test_migration_closes_sockets_counted_before_leases(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from assistant.agents import MIGRATIONS
+    from knowledge.db import alembic_config, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine, MIGRATIONS), "g001")
+    with engine.begin() as c:
+        c.execute(text(
+            "INSERT INTO agents (username, display_name, password_hash, role, skills, "
+            "max_chats, disabled, presence, connections, created_at) VALUES ('old', 'old', "
+            "'x', 'agent', '[]', 3, 0, 'online', 2, '2026-01-01 00:00:00')"))
+    migrate_agents(engine)
+    old = SqlAgentStore(engine).by_username("old")
+    assert old is not None and old.connections == 0 and old.disconnected_at is not None
+    engine.dispose()
+
+
 async def test_waiting_past_the_limit_is_told_once(desk: AgentDesk) -> None:
-    _add(desk, "busy", ())
+    await _add(desk, "busy", ())
     await _say(desk, "c5", "/human")
     desk.wait_limit = timedelta(seconds=0)
     await desk.sweep()
@@ -171,7 +285,7 @@ async def test_waiting_past_the_limit_is_told_once(desk: AgentDesk) -> None:
 
 
 async def test_transfer_to_department_and_citizen_cancel(desk: AgentDesk) -> None:
-    a = _add(desk, "first", ())
+    a = await _add(desk, "first", ())
     await _say(desk, "c6", "/human")
     await desk.claim(a, "c6")
     await desk.transfer(a, "c6", to_department="公积金")
@@ -198,46 +312,6 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         desk.agents.add("wang", PASSWORD, display_name="王帮办", skills=("人社", "公安"))
         desk.agents.add("boss", PASSWORD, display_name="李值班长", role=Role.SUPERVISOR)
         yield c
-
-
-_backlog: dict[int, list[dict[str, Any]]] = {}  # frames read past, still to be looked at
-
-
-def recv(ws: WebSocketTestSession) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(ws.receive_text())
-    return frame
-
-
-def until(ws: WebSocketTestSession, pred: Any, limit: int = 60) -> list[dict[str, Any]]:
-    out = []
-    backlog = _backlog.setdefault(id(ws), [])
-    for _ in range(limit):
-        f = backlog.pop(0) if backlog else recv(ws)
-        out.append(f)
-        if pred(f):
-            return out
-    raise AssertionError(f"no matching frame in {out}")
-
-
-def token(client: TestClient, user: str = "wang") -> str:
-    r = client.post("/agent/login", json={"username": user, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    assert "daoban_agent" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
-    t: str = r.json()["token"]
-    return t
-
-
-def agent_ws(client: TestClient, tok: str) -> Any:
-    return client.websocket_connect("/ws/agent", headers={"Authorization": f"Bearer {tok}"})
-
-
-def citizen_send(ws: WebSocketTestSession, client_id: str, text: str) -> list[dict[str, Any]]:
-    """Frames up to the ack; those before it are also kept for the next ``until`` (the
-    bus may deliver the conversation's frames before the ack)."""
-    ws.send_text(json.dumps({"type": "message", "client_id": client_id, "text": text}))
-    frames = until(ws, lambda f: f["type"] == "ack" and f["client_id"] == client_id)
-    _backlog.setdefault(id(ws), []).extend(frames[:-1])
-    return frames
 
 
 def test_console_page_and_auth_refusals(client: TestClient) -> None:

@@ -10,17 +10,17 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.consoles import PASSWORD, Reader, http_login
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("DAOBAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
-PASSWORD = "correct-horse-9"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -93,43 +93,11 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
             f.close()
 
 
-def _login(base: str) -> str:
-    req = urllib.request.Request(
-        base + "/agent/login", method="POST",
-        data=json.dumps({"username": "wang", "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        token: str = json.loads(r.read())["token"]
-        return token
-
-
-class Reader:
-    """Frames of one socket; those read past while waiting for an ack stay to be seen."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.backlog: list[dict[str, Any]] = []
-
-    def until(self, pred: Callable[[dict[str, Any]], bool],
-              timeout: float = 15.0) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.backlog:
-                f = self.backlog.pop(0)
-            else:
-                f = json.loads(self.ws.recv(timeout=max(0.1, deadline - time.time())))
-            out.append(f)
-            if pred(f):
-                return out
-        raise AssertionError(f"no matching frame in {out}")
-
-
 def test_citizen_on_a_agent_on_b_talk_both_ways(two_servers: tuple[str, str]) -> None:
     from websockets.sync.client import connect
 
     a, b = two_servers
-    token = _login(b)
+    token = http_login(b)
     with connect(a.replace("http", "ws") + "/ws/chat") as cws, connect(
             b.replace("http", "ws") + "/ws/agent",
             additional_headers={"Authorization": f"Bearer {token}"}) as aws:

@@ -7,6 +7,7 @@ it hands out access tokens and records every 客服消息 and menu it receives.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from assistant.core import Assistant
+from assistant.desk import HANDED_BACK, JOINED, AgentDesk
+from assistant.flows import RATING_BUTTONS
 from assistant.model import Button, Reply
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
@@ -42,6 +45,9 @@ from channels.wechat_crypto import (
 )
 from channels.wechat_render import MAX_BYTES, choice, render, split
 from channels.wechat_store import conversation_id
+from tests.consoles import PASSWORD, agent_ws
+from tests.consoles import token as agent_token
+from tests.consoles import until as frames_until
 from tests.harness import make_assistant
 
 # WeChat's published WXBizMsgCrypt sample values.
@@ -548,6 +554,71 @@ def test_push_sends_in_order_and_splits_long_text(bed: Bed, fake: FakeWeChat) ->
         bed.client.portal.call(bed.channel.push, "rest-conversation", replies)  # type: ignore[union-attr]
 
 
+# --- a human 帮办 talks to a WeChat citizen -------------------------------------------------
+
+
+def test_agent_reaches_wechat_citizen_then_hands_back(bed: Bed, fake: FakeWeChat) -> None:
+    """转人工 on WeChat → an agent claims on /ws/agent → the agent's words arrive as 客服消息
+    → hand back → the bot answers the citizen's next message again."""
+    desk: AgentDesk = bed.client.app.state.desk  # type: ignore[attr-defined]
+    desk.agents.add("wx-zhang", PASSWORD, display_name="张帮办", skills=("人社",))
+    user = openid()
+    cid = conversation_id(user)
+    with agent_ws(bed.client, agent_token(bed.client, "wx-zhang")) as agent:
+        frames_until(agent, lambda f: f["type"] == "welcome")
+        assert "社会保障卡挂失补换" in content(post(bed, msg(user, Content="社保卡丢了咋整")))
+        assert "转人工" in content(post(bed, msg(user, Content="转人工")))
+        frames = frames_until(agent, lambda f: f["type"] == "lists" and any(
+            q["conversation_id"] == cid for q in f["queue"]))
+        (q,) = [q for q in frames[-1]["queue"] if q["conversation_id"] == cid]
+        assert q["channel"] == "wechat" and q["department"] == "人社"
+
+        agent.send_text(json.dumps({"type": "claim", "conversation_id": cid}))
+        frames = frames_until(agent, lambda f: f["type"] == "claimed")
+        said_by_citizen = [f["text"] for f in frames
+                           if f["type"] == "event" and f["from"] == "citizen"]
+        assert said_by_citizen == ["社保卡丢了咋整", "转人工"]
+        until(lambda: JOINED in fake.texts_to(user), what="the 已接入 客服消息")
+
+        # Citizen → agent: the bot stays silent (WeChat gets "success").
+        assert post(bed, msg(user, Content="补卡要多久")).text == "success"
+        frames_until(agent, lambda f: f["type"] == "event" and f["text"] == "补卡要多久")
+
+        # Agent → citizen: 客服消息 to the citizen's openid, in order.
+        before = len(fake.sent)
+        for i, text in enumerate(["您好，我是张帮办。", "一般当场就能补办，请带上身份证。"]):
+            agent.send_text(json.dumps({"type": "send", "conversation_id": cid,
+                                        "client_id": f"wx{i}", "text": text}))
+            frames_until(agent, lambda f, i=i: f["type"] == "ack" and f["client_id"] == f"wx{i}")
+        until(lambda: len(fake.sent) >= before + 2, what="the agent's 客服消息")
+        assert fake.sent[before:before + 2] == [
+            {"touser": user, "msgtype": "text", "text": {"content": "您好，我是张帮办。"}},
+            {"touser": user, "msgtype": "text", "text": {"content": "一般当场就能补办，请带上身份证。"}},
+        ]
+        # A re-sent client id is not delivered twice.
+        agent.send_text(json.dumps({"type": "send", "conversation_id": cid,
+                                    "client_id": "wx1", "text": "一般当场就能补办，请带上身份证。"}))
+        frames_until(agent, lambda f: f["type"] == "ack" and f["client_id"] == "wx1")
+        assert fake.texts_to(user).count("一般当场就能补办，请带上身份证。") == 1
+
+        agent.send_text(json.dumps({"type": "handback", "conversation_id": cid}))
+        frames_until(agent, lambda f: f["type"] == "ended")
+    until(lambda: any(HANDED_BACK in t for t in fake.texts_to(user)), what="the hand-back")
+    (ended,) = [t for t in fake.texts_to(user) if HANDED_BACK in t]
+    assert "回复 1 非常满意" in ended
+    # "1" picks the first rating option offered with the hand-back, not a score of 1.
+    assert "非常满意" in content(post(bed, msg(user, Content="1")))
+    handoff = desk.agents.last_handoff(cid)
+    assert handoff is not None and handoff.outcome == "handed_back" and handoff.rating == 5
+    assert "好的" in content(post(bed, msg(user, Content="没有")))
+    # The bot answers again.
+    assert "居住证" in content(post(bed, msg(user, Content="居住证怎么办")))
+    conv = bed.assistant.store.load(cid)
+    assert conv is not None and conv.mode.value == "BOT"
+    assert all(m["touser"] == user for m in fake.sent if m["text"]["content"] in (
+        "您好，我是张帮办。", "一般当场就能补办，请带上身份证。"))
+
+
 def test_token_refreshed_before_expiry(fake: FakeWeChat) -> None:
     now = [1000.0]
 
@@ -586,6 +657,10 @@ def test_render_and_choice() -> None:
     assert choice("3", events) == "/human" and choice("２", events) == "/where"
     assert choice("4", events) == "4" and choice("查看材料", events) == "查看材料"
     assert choice("1", [*events, {"type": "agent", "text": "您好"}]) == "1"
+    # The hand-back's options follow the agent's last words: they are the fresh ones.
+    handed_back = [{"type": "user", "text": "q"}, {"type": "agent", "text": "您好"},
+                   {"type": "bot", **Reply("打个分", RATING_BUTTONS).as_dict()}]
+    assert choice("1", handed_back) == "/rate:5" and choice("5", handed_back) == "/rate:1"
 
 
 # --- the menu ------------------------------------------------------------------------------
