@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from knowledge.embed import Encoder, VectorCache
+from knowledge import memory
+from knowledge.embed import Encoder, VectorCache, Vectors
 from knowledge.schema import Audience, Bundle, ServiceItem
 from knowledge.validate import GuideBase
 
@@ -63,34 +67,36 @@ class Scope:
 class BM25:
     """Okapi BM25 over a sparse doc×term matrix of precomputed term weights.
 
-    Built from an iterable of documents, one at a time, into compact numpy arrays: a
-    100k-document guide base must not hold millions of Python ints while indexing."""
+    Built from an iterable of documents, one at a time, into flat C arrays and then one
+    CSC matrix: a 100k-document guide base must not hold millions of Python ints, or a
+    numpy array per document, while indexing."""
 
     def __init__(self, docs: Iterable[list[str]], k1: float = 1.2, b: float = 0.75) -> None:
         self.k1 = k1
         self.vocab: dict[str, int] = {}
-        col_parts: list[npt.NDArray[np.int32]] = []
-        tf_parts: list[npt.NDArray[np.float32]] = []
-        lens: list[int] = []
+        cols, tfs, lens, widths = array("i"), array("f"), array("f"), array("q", [0])
         for doc in docs:
-            ids = np.fromiter(
-                (self.vocab.setdefault(t, len(self.vocab)) for t in doc), dtype=np.int32
-            )
-            uniq, counts = np.unique(ids, return_counts=True)
-            col_parts.append(uniq.astype(np.int32))
-            tf_parts.append(counts.astype(np.float32))
+            counts = Counter(self.vocab.setdefault(t, len(self.vocab)) for t in doc)
+            cols.extend(counts.keys())
+            tfs.extend(counts.values())
             lens.append(max(len(doc), 1))
-        n = len(lens)
-        lengths = np.array(lens, dtype=np.float32)
+            widths.append(widths[-1] + len(counts))
+        n, vocab = len(lens), len(self.vocab)
+        lengths = np.frombuffer(lens, dtype=np.float32) if n else np.ones(0, np.float32)
         avgdl = float(lengths.mean()) if n else 1.0
-        c = np.concatenate(col_parts) if col_parts else np.zeros(0, dtype=np.int32)
-        tf = np.concatenate(tf_parts) if tf_parts else np.zeros(0, dtype=np.float32)
-        r = np.repeat(np.arange(n, dtype=np.int32), [len(x) for x in col_parts])
-        df = np.bincount(c, minlength=len(self.vocab)).astype(np.float32)
+        c = np.frombuffer(cols, dtype=np.int32) if cols else np.zeros(0, np.int32)
+        tf = np.frombuffer(tfs, dtype=np.float32) if tfs else np.zeros(0, np.float32)
+        indptr = np.frombuffer(widths, dtype=np.int64)
+        df = np.bincount(c, minlength=vocab).astype(np.float32)
         self.idf = np.log(1 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        norm = k1 * (1 - b + b * lengths[r] / avgdl)
-        w = self.idf[c] * tf * (k1 + 1) / (tf + norm)
-        self.matrix = sparse.csc_matrix((w, (r, c)), shape=(n, len(self.vocab)), dtype=np.float32)
+        # w = idf · tf·(k1+1) / (tf + k1·(1 − b + b·len/avgdl)), computed in place
+        w = np.repeat(k1 * (1 - b + b * lengths / avgdl), np.diff(indptr)).astype(np.float32)
+        w += tf
+        np.divide(tf * (k1 + 1), w, out=w)
+        w *= self.idf[c]
+        rows = sparse.csr_matrix((w, c, indptr), shape=(n, vocab), dtype=np.float32)
+        del w, c, tf, cols, tfs
+        self.matrix = rows.tocsc()
 
     def scores(self, query: Iterable[str]) -> tuple[npt.NDArray[np.float32], float]:
         """Raw scores per doc, and the best score a doc could reach for this query."""
@@ -115,6 +121,30 @@ def passages(e: Entry, *, large: bool = False) -> list[str]:
     return [names, f"{e.name}：{e.summary}"]
 
 
+class Passages(Sequence[str]):
+    """Every entry's passages, made when asked for rather than held: passage j belongs
+    to entry j // per_entry."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.entries = entries
+        self.large = len(entries) > LARGE
+        self.per_entry = 1 if self.large else 2
+
+    def __len__(self) -> int:
+        return len(self.entries) * self.per_entry
+
+    @overload
+    def __getitem__(self, j: int) -> str: ...
+    @overload
+    def __getitem__(self, j: slice) -> Sequence[str]: ...
+    def __getitem__(self, j: int | slice) -> str | Sequence[str]:
+        if isinstance(j, slice):
+            return [self[x] for x in range(*j.indices(len(self)))]
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        return passages(self.entries[j // self.per_entry], large=self.large)[j % self.per_entry]
+
+
 def _top(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     if k >= len(scores):
         return np.argsort(-scores)
@@ -122,23 +152,51 @@ def _top(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     return part[np.argsort(-scores[part])]
 
 
-def _dense_index(vecs: npt.NDArray[np.float32]) -> faiss.Index:
-    n, d = vecs.shape
-    index: faiss.Index
-    if n <= LARGE * 2:
-        index = faiss.IndexFlatIP(d)
-    else:
-        # ~sqrt(n) lists; 8-bit scalar codes: 4x less memory than floats.
-        nlist = int(4 * np.sqrt(n))
-        quantizer = faiss.IndexFlatIP(d)
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        ivf.train(vecs[np.random.default_rng(0).choice(n, min(n, 40 * nlist), replace=False)])
-        ivf.nprobe = 24
-        index = ivf
-    index.add(vecs)
-    return index
+Blocks = Callable[[npt.NDArray[np.int64] | None], Iterator[tuple[npt.NDArray[np.int64], Vectors]]]
+FLAT_MAX = LARGE * 2  # vectors; exact search up to here
+TRAIN_PER_LIST = 39  # faiss's minimum of training points per inverted list
+
+
+def _dense_index(n: int, dim: int, blocks: Blocks) -> faiss.Index:
+    """A faiss index over ``n`` vectors that arrive block by block from ``blocks(order)``;
+    ids are the passage numbers. Never holds all the vectors at once."""
+    if n <= FLAT_MAX:
+        flat = faiss.IndexFlatIP(dim)
+        for _, vecs in blocks(None):  # in passage order: position = id
+            flat.add(vecs)
+            memory.release()
+        return flat
+    # ~sqrt(n) lists; 8-bit scalar codes of the vectors themselves (not of residuals:
+    # the vectors are unit length, and training on residuals needs another copy of the
+    # sample): 4x less memory than floats. The training sample comes first in the stream,
+    # so it is encoded (or read) only once.
+    nlist = int(np.sqrt(n))
+    sample = np.random.default_rng(0).choice(n, min(n, TRAIN_PER_LIST * nlist), replace=False)
+    order = np.concatenate([sample, np.setdiff1d(np.arange(n), sample)]).astype(np.int64)
+    ivf = faiss.IndexIVFScalarQuantizer(
+        faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+        faiss.METRIC_INNER_PRODUCT,
+    )
+    ivf.by_residual = False
+    ivf.nprobe = 16
+    train: Vectors | None = np.empty((len(sample), dim), dtype=np.float32)
+    filled = 0
+    for rows, vecs in blocks(order):
+        take = 0
+        if train is not None:
+            take = min(len(rows), len(sample) - filled)
+            train[filled : filled + take] = vecs[:take]
+            filled += take
+            if filled == len(sample):
+                ivf.train(train)
+                ivf.add_with_ids(train, sample.astype(np.int64))
+                train = None
+        if take < len(rows):
+            ivf.add_with_ids(vecs[take:], rows[take:])
+        # Encoding frees many small buffers per block; give them back as we go, or the
+        # process keeps ~180 MB of them at 100k passages.
+        memory.release()
+    return ivf
 
 
 @dataclass
@@ -155,31 +213,54 @@ class SearchIndex:
 
     def __post_init__(self) -> None:
         self.entries = [*self.guide.items.values(), *self.guide.bundles.values()]
-        self.surfaces: dict[str, list[int]] = {}
+        # Name or alias (lower case) → entry: one int each; the few shared names → a list.
+        self.surface: dict[str, int] = {}
+        self.shared_surface: dict[str, list[int]] = {}
         for i, e in enumerate(self.entries):
-            for s in {e.name, *e.aliases}:
-                if len(s) >= 2:
-                    self.surfaces.setdefault(s.lower(), []).append(i)
-        self.longest_surface = max((len(s) for s in self.surfaces), default=0)
+            for name in {e.name, *e.aliases}:
+                if len(name) < 2:
+                    continue
+                key = name.lower()
+                key = name if key == name else key  # no copy of every Chinese name
+                if key in self.shared_surface:
+                    self.shared_surface[key].append(i)
+                elif self.surface.setdefault(key, i) != i:
+                    self.shared_surface[key] = [self.surface.pop(key), i]
+        self.longest_surface = max(
+            (len(s) for s in [*self.surface, *self.shared_surface]), default=0
+        )
         self.is_bundle = np.array([e.kind == "bundle" for e in self.entries], dtype=bool)
         self.frequent = np.array([e.high_frequency for e in self.entries], dtype=np.float32)
+        texts = Passages(self.entries)
+        self.owner = np.arange(len(texts), dtype=np.int64) // texts.per_entry
+        # The dense index first: its build needs the most working memory, so it runs
+        # before the BM25 matrix exists (peak RSS, benchmarks/retrieval.py).
+        if self.encoder is not None:
+            self.dense = _dense_index(len(texts), self.encoder.dim, self._blocks(texts))
+            memory.release()
         # Names and aliases count three times: they are how citizens name an item.
         self.bm25 = BM25(
             self.terms(" ".join([e.name, *e.aliases])) * 3 + self.terms(e.summary)
             for e in self.entries
         )
-        texts: list[str] = []
-        owners: list[int] = []
-        large = len(self.entries) > LARGE
-        for i, e in enumerate(self.entries):
-            for p in passages(e, large=large):
-                texts.append(p)
-                owners.append(i)
-        self.owner = np.array(owners, dtype=np.int64)
-        if self.encoder is not None:
-            vecs = self.cache.encode(texts) if self.cache else self.encoder.encode(texts)
-            self.dense = _dense_index(vecs)
-            del vecs
+        memory.release()
+
+    def _blocks(self, texts: Sequence[str]) -> Blocks:
+        cache, encoder = self.cache, self.encoder
+        assert encoder is not None
+
+        def blocks(
+            order: npt.NDArray[np.int64] | None,
+        ) -> Iterator[tuple[npt.NDArray[np.int64], Vectors]]:
+            if cache is not None:
+                yield from cache.stream(texts, order)
+                return
+            order = np.arange(len(texts), dtype=np.int64) if order is None else order
+            for i in range(0, len(order), VectorCache.BLOCK):
+                rows = order[i : i + VectorCache.BLOCK]
+                yield rows, encoder.encode([texts[j] for j in rows])
+
+        return blocks
 
     def _named(self, query: str) -> npt.NDArray[np.float32]:
         """Entries whose full name or an alias the question contains (longer = stronger)."""
@@ -187,7 +268,9 @@ class SearchIndex:
         n = len(query)
         for size in range(min(self.longest_surface, n), 1, -1):
             for start in range(n - size + 1):
-                for i in self.surfaces.get(query[start : start + size], ()):
+                part = query[start : start + size]
+                one = self.surface.get(part)
+                for i in self.shared_surface.get(part, ()) if one is None else (one,):
                     out[i] = max(out[i], min(1.0, size / 4))
         return out
 

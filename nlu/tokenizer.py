@@ -3,6 +3,7 @@ dictionary generated from the guide base, and the curated everyday-words lexicon
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -72,12 +73,16 @@ class Tokenizer:
         for w in [*dictionary, *extra]:
             if 2 <= len(w) <= 20 and not _PUNCT.search(w):
                 self._jieba.add_word(w, freq=20000)
-        self.vocabulary = list(dict.fromkeys([*vocab, *extra]))
-        guide_words, common = self._pinyin_vocabulary(guide)
+        vocabulary = list(dict.fromkeys([*vocab, *extra]))
+        # What a rebuild compares (the list itself is ~17 MB at 100k items: not kept).
+        self.signature = hashlib.sha256("\n".join(vocabulary).encode()).hexdigest()
+        guide_words, common = self._pinyin_vocabulary(guide, vocabulary)
         self.normalize = Normalizer(self.lexicon.typos, guide_words, self._syllables(), common)
         self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
 
-    def _pinyin_vocabulary(self, guide: GuideBase) -> tuple[list[str], list[tuple[str, int]]]:
+    def _pinyin_vocabulary(
+        self, guide: GuideBase, vocabulary: list[str]
+    ) -> tuple[list[str], list[tuple[str, int]]]:
         """Guide words first, then common words by frequency, so "ti qu" → 提取 not 体区."""
         entries = [*guide.items.values(), *guide.bundles.values()]
         # Summaries add everyday words the guide uses; too slow to segment for huge guides.
@@ -87,7 +92,7 @@ class Tokenizer:
             ((w, f) for w, f in self._jieba.FREQ.items() if f > 0 and 1 <= len(w) <= 4),
             key=lambda wf: -wf[1],
         )[:60000]
-        words = list(dict.fromkeys([*self.vocabulary, *guide_words]))
+        words = list(dict.fromkeys([*vocabulary, *guide_words]))
         return words[:MAX_DICT_WORDS * 2], common
 
     def _syllables(self) -> set[str]:

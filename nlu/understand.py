@@ -9,6 +9,7 @@ from pathlib import Path
 
 import faiss
 
+from knowledge import memory
 from knowledge.embed import Encoder, EncoderUnavailable, UseEncoder, VectorCache
 from knowledge.index import Hit, Scope, SearchIndex, SearchService
 from knowledge.validate import GuideBase
@@ -76,6 +77,7 @@ class Understanding:
             VectorCache(index_dir, self.encoder) if index_dir and self.encoder else None
         )
         self.classifier = classifier or EmbeddedClassifier(words=self.tokenizer.plain_terms)
+        memory.release()  # the tokenizer's and the trainer's temporaries
         self.search_service = SearchService(self._build)
         self.search_service.refresh(guide, content_hash)
 
@@ -86,7 +88,7 @@ class Understanding:
         if self.search_service.index.content_hash == content_hash:
             return False  # unchanged: no tokenizer (1 s) built just to compare
         tokenizer = Tokenizer(guide)
-        if tokenizer.vocabulary != self.tokenizer.vocabulary:
+        if tokenizer.signature != self.tokenizer.signature:
             self.tokenizer = tokenizer
         return self.search_service.refresh(guide, content_hash)
 
