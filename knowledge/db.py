@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,7 +31,7 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             if db and db != ":memory:":
-                cur.execute("PRAGMA journal_mode=WAL")
+                _wal(cur)
                 # WAL + NORMAL: durable across application crashes, one fsync per checkpoint
                 # instead of per commit (a chat message is several small commits).
                 cur.execute("PRAGMA synchronous=NORMAL")
@@ -38,6 +42,21 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(parsed, pool_pre_ping=True)
+
+
+def _wal(cur: Any) -> None:
+    """Switch the file to WAL. A new file is converted under an exclusive lock, and when
+    several processes open it at once SQLite answers "database is locked" at once rather
+    than wait (waiting could deadlock): retry for a while."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def alembic_config(engine: Engine, script_location: Path = MIGRATIONS) -> Config:
@@ -62,6 +81,7 @@ def run_env(metadata: MetaData, version_table: str) -> None:
 
     engine: Engine = context.config.attributes["engine"]
     with engine.begin() as connection:
+        serialise(connection, version_table)
         context.configure(
             connection=connection,
             target_metadata=metadata,
@@ -70,3 +90,26 @@ def run_env(metadata: MetaData, version_table: str) -> None:
             include_name=include_name,
         )
         context.run_migrations()
+
+
+def lock_key(name: str) -> int:
+    """A fixed advisory-lock key for ``name``, the same in every process (``hash()`` is
+    salted per process), as the signed 64-bit integer ``pg_advisory_xact_lock`` takes."""
+    digest = hashlib.sha256(f"daoban:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def serialise(connection: Connection, name: str) -> None:
+    """Hold a database-wide lock called ``name`` until ``connection``'s transaction ends;
+    call it first in the transaction. Server processes starting together on an empty
+    database would otherwise race to create the same tables and rows; with the lock the
+    later ones wait and then find the work done."""
+    if connection.dialect.name == "postgresql":
+        # Transaction-level: released by the commit or rollback, even if this process dies.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+    elif connection.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction and begins one only at the first write,
+        # after the reads that decided what to write. BEGIN IMMEDIATE takes the database's
+        # one write lock up front (others wait for it through the busy timeout) and makes
+        # the whole unit one transaction that the engine's commit ends.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from knowledge.bundles import bundle_materials
+from knowledge.db import serialise
 from knowledge.models import (
     BundleMemberRow,
     DepartmentRow,
@@ -108,48 +109,60 @@ def content_hash(base: GuideBase) -> str:
     ).hexdigest()[:32]
 
 
+GUIDE_LOCK = "guide-base"  # serialises writers of the guide base across processes
+
+
 def import_guide(engine: Engine, base: GuideBase) -> ImportCounts:
     """Upsert every record by id in one transaction; records not in ``base`` stay."""
     with Session(engine) as s, s.begin():
-        for d in base.departments.values():
-            s.merge(DepartmentRow(**d.model_dump(mode="json")))
-        for m in base.materials.values():
-            s.merge(MaterialRow(**m.model_dump(mode="json")))
-        s.flush()
-        entries = [*base.items.values(), *base.bundles.values()]
-        ids = [e.id for e in entries]
-        # Children are replaced, not merged: positions may have moved.
-        for chunk in _chunks(ids):
-            s.execute(delete(ItemMaterialRow).where(ItemMaterialRow.entry_id.in_(chunk)))
-            s.execute(delete(SituationRow).where(SituationRow.entry_id.in_(chunk)))
-            s.execute(delete(BundleMemberRow).where(BundleMemberRow.bundle_id.in_(chunk)))
-        s.flush()
-        existing = {
-            r.id: r
-            for chunk in _chunks(ids)
-            for r in s.scalars(select(EntryRow).where(EntryRow.id.in_(chunk)))
-        }
-        # A renamed entry may take a name another stored entry gives up in this import.
-        for e in entries:
-            if e.id in existing and existing[e.id].name != e.name:
-                existing[e.id].name = f"~renaming~{e.id}"
-        s.flush()
-        for item in base.items.values():
-            _put(s, existing, _entry_row(item))
-        s.flush()
-        for bundle in base.bundles.values():
-            _put(s, existing, _entry_row(bundle))
-        for sp in base.service_points.values():
-            spd = sp.model_dump(mode="json")
-            s.execute(delete(ServicePointItemRow).where(ServicePointItemRow.point_id == sp.id))
-            row = ServicePointRow(**{k: v for k, v in spd.items() if k != "items"})
-            row.items = [
-                ServicePointItemRow(position=i, item_id=iid) for i, iid in enumerate(sp.items)
-            ]
-            s.merge(row)
-        s.flush()
-        stored = _load(s)
-        _set_meta(s, HASH_KEY, content_hash(stored))
+        serialise(s.connection(), GUIDE_LOCK)
+        _upsert(s, base)
+    return _counts(base)
+
+
+def _upsert(s: Session, base: GuideBase) -> None:
+    for d in base.departments.values():
+        s.merge(DepartmentRow(**d.model_dump(mode="json")))
+    for m in base.materials.values():
+        s.merge(MaterialRow(**m.model_dump(mode="json")))
+    s.flush()
+    entries = [*base.items.values(), *base.bundles.values()]
+    ids = [e.id for e in entries]
+    # Children are replaced, not merged: positions may have moved.
+    for chunk in _chunks(ids):
+        s.execute(delete(ItemMaterialRow).where(ItemMaterialRow.entry_id.in_(chunk)))
+        s.execute(delete(SituationRow).where(SituationRow.entry_id.in_(chunk)))
+        s.execute(delete(BundleMemberRow).where(BundleMemberRow.bundle_id.in_(chunk)))
+    s.flush()
+    existing = {
+        r.id: r
+        for chunk in _chunks(ids)
+        for r in s.scalars(select(EntryRow).where(EntryRow.id.in_(chunk)))
+    }
+    # A renamed entry may take a name another stored entry gives up in this import.
+    for e in entries:
+        if e.id in existing and existing[e.id].name != e.name:
+            existing[e.id].name = f"~renaming~{e.id}"
+    s.flush()
+    for item in base.items.values():
+        _put(s, existing, _entry_row(item))
+    s.flush()
+    for bundle in base.bundles.values():
+        _put(s, existing, _entry_row(bundle))
+    for sp in base.service_points.values():
+        spd = sp.model_dump(mode="json")
+        s.execute(delete(ServicePointItemRow).where(ServicePointItemRow.point_id == sp.id))
+        row = ServicePointRow(**{k: v for k, v in spd.items() if k != "items"})
+        row.items = [
+            ServicePointItemRow(position=i, item_id=iid) for i, iid in enumerate(sp.items)
+        ]
+        s.merge(row)
+    s.flush()
+    stored = _load(s)
+    _set_meta(s, HASH_KEY, content_hash(stored))
+
+
+def _counts(base: GuideBase) -> ImportCounts:
     return ImportCounts(
         len(base.departments),
         len(base.materials),
@@ -324,4 +337,11 @@ def ensure_loaded(engine: Engine, path: Path | None = None) -> ImportCounts | No
     """Load the bundled (or given) guide base into an empty database; no-op otherwise."""
     if not is_empty(engine):
         return None
-    return import_guide(engine, load_guide(path))
+    base = load_guide(path)
+    with Session(engine) as s, s.begin():
+        serialise(s.connection(), GUIDE_LOCK)
+        # Another process starting on the same empty database may have loaded it meanwhile.
+        if s.scalar(select(EntryRow.id).limit(1)) is not None:
+            return None
+        _upsert(s, base)
+    return _counts(base)
