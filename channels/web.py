@@ -23,7 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, Response
 
 from assistant.core import Assistant, MessageRejected
-from assistant.model import UserMessage
+from assistant.model import ConversationMode, UserMessage
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -34,6 +34,14 @@ CONN_RATE = (20, 10.0)  # messages per seconds, per connection
 IP_RATE = (60, 10.0)  # per client address
 PING_EVERY = 20.0
 SHOWN = ("user", "bot", "agent", "mode")
+# The page's line for each change of hands. Every mode needs one: a mode missing here
+# reached the page as an empty system line (CLOSED did, when an agent closed a handoff).
+MODE_LINES: dict[ConversationMode, str] = {
+    ConversationMode.BOT: "已回到导办助手。",
+    ConversationMode.WAITING_AGENT: "正在为您转接人工帮办……",
+    ConversationMode.WITH_AGENT: "人工帮办已接入。",
+    ConversationMode.CLOSED: "人工帮办已结束本次服务，您可以继续向导办助手提问。",
+}
 
 
 @router.get("/", include_in_schema=False)
@@ -85,8 +93,7 @@ def frame_of(event: dict[str, Any]) -> dict[str, Any]:
     if event["type"] == "user":
         return {**base, "from": "citizen", "text": event["text"], "buttons": [], "card": None}
     if event["type"] == "mode":
-        text = {"WAITING_AGENT": "正在为您转接人工帮办……", "WITH_AGENT": "人工帮办已接入。",
-                "BOT": "已回到导办助手。"}.get(event["mode"], "")
+        text = MODE_LINES[ConversationMode(event["mode"])]
         return {**base, "from": "system", "text": text, "buttons": [], "card": None,
                 "mode": event["mode"]}
     return {

@@ -78,3 +78,38 @@ def test_console_sign_in_claim_reply_hand_back(server: str) -> None:
             citizen.until(lambda f: f.get("from") == "bot" and "打个分" in f["text"])
         finally:
             b.close()
+
+
+def test_console_close_shows_the_citizen_page_a_line(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    closed_line = "人工帮办已结束本次服务，您可以继续向导办助手提问。"
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            citizen = b.new_context(locale="zh-CN").new_page()  # own storage: two people
+            citizen.goto(server + "/")
+            citizen.wait_for_function("window.daoban && window.daoban.state().connected")
+            for text in ("社保卡丢了咋整", "转人工"):
+                citizen.fill("#msg", text)
+                citizen.keyboard.press("Enter")
+            citizen.locator(".row.system", has_text="正在为您转接人工帮办").wait_for(timeout=15_000)
+
+            agent = b.new_context(locale="zh-CN").new_page()
+            agent.goto(server + "/agent")
+            agent.fill("#username", "wang")
+            agent.fill("#password", PASSWORD)
+            agent.get_by_role("button", name="登录").click()
+            agent.get_by_role("button", name="接入").first.click(timeout=15_000)
+            agent.locator(".row.citizen .text", has_text="转人工").wait_for(timeout=15_000)
+            citizen.locator(".row.system", has_text="人工帮办已接入").wait_for(timeout=15_000)
+            agent.fill("#summary", "已告知补卡流程")
+            agent.get_by_role("button", name="结束并保存小结").click()
+
+            citizen.locator(".row.system", has_text=closed_line).wait_for(timeout=15_000)
+            citizen.locator(".row.bot", has_text="打个分").wait_for(timeout=15_000)
+            lines = [t.strip() for t in citizen.locator(".row.system").all_inner_texts()]
+            assert lines == ["正在为您转接人工帮办……", "人工帮办已接入。", closed_line]
+            assert "已告知补卡流程" not in citizen.locator("#log").inner_text()
+        finally:
+            b.close()

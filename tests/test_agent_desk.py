@@ -398,6 +398,40 @@ def test_claim_live_chat_both_ways_bot_silent_hand_back(client: TestClient) -> N
         until(citizen, lambda f: f.get("from") == "bot")  # the bot answers again
 
 
+def test_close_shows_the_citizen_a_line_and_not_the_summary(client: TestClient) -> None:
+    closed_line = "人工帮办已结束本次服务，您可以继续向导办助手提问。"
+    with agent_ws(client, token(client)) as agent, client.websocket_connect("/ws/chat") as citizen:
+        until(agent, lambda f: f["type"] == "welcome")
+        citizen.send_text(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
+        cid = recv(citizen)["conversation_id"]
+        citizen_send(citizen, "k1", "社保卡丢了咋整")
+        citizen_send(citizen, "k2", "转人工")
+        until(agent, lambda f: f["type"] == "lists" and any(
+            q["conversation_id"] == cid for q in f["queue"]))
+        agent.send_text(json.dumps({"type": "claim", "conversation_id": cid}))
+        until(agent, lambda f: f["type"] == "claimed")
+        until(citizen, lambda f: f.get("mode") == "WITH_AGENT")
+
+        agent.send_text(json.dumps({"type": "close", "conversation_id": cid,
+                                    "summary": "已告知补卡流程，市民很着急"}))
+        until(agent, lambda f: f["type"] == "ended" and f["outcome"] == "closed")
+        got = until(citizen, lambda f: f.get("from") == "bot" and "打个分" in f["text"])
+        (closed,) = [f for f in got if f.get("mode") == "CLOSED"]
+        assert closed["from"] == "system" and closed["text"] == closed_line
+        assert all("补卡流程" not in f.get("text", "") for f in got)  # the summary is internal
+        last = got[-1]["seq"]
+        citizen_send(citizen, "k3", "/rate:5")  # rating the human session reopens the chat
+        until(citizen, lambda f: f.get("mode") == "BOT")
+
+    # A reload replays the conversation: no system line is empty there either.
+    with client.websocket_connect("/ws/chat") as again:
+        again.send_text(json.dumps({"type": "hello", "conversation_id": cid, "last_seq": 0}))
+        frames = until(again, lambda f: f["type"] == "message" and f["seq"] >= last)
+        system = [f for f in frames if f.get("from") == "system"]
+        assert [f["mode"] for f in system] == ["WAITING_AGENT", "WITH_AGENT", "CLOSED"]
+        assert all(f["text"].strip() for f in system) and system[-1]["text"] == closed_line
+
+
 def test_agent_resume_by_sequence_and_supervisor_sees_all(client: TestClient) -> None:
     tok = token(client)
     with client.websocket_connect("/ws/chat") as citizen:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
+from assistant.model import ConversationMode
 from channels import web
 from channels.app import Services, create_app
 from channels.settings import Settings
@@ -63,6 +64,14 @@ def test_page_widget_and_static(client: TestClient) -> None:
     assert client.get("/widget.js").status_code == 200
     assert client.get("/static/chat.js").status_code == 200
     assert client.get("/static/../app.py").status_code == 404
+
+
+@pytest.mark.parametrize("mode", list(ConversationMode))
+def test_every_change_of_hands_has_a_line_for_the_page(mode: ConversationMode) -> None:
+    frame = web.frame_of({"type": "mode", "seq": 1, "at": "2026-01-01T08:00:00+08:00",
+                          "mode": mode.value, "reason": "closed"})
+    assert frame["from"] == "system" and frame["mode"] == mode.value
+    assert frame["text"].strip()  # the page shows it as a line of its own
 
 
 def test_conversation_over_the_socket(client: TestClient) -> None:

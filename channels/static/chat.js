@@ -245,7 +245,7 @@
       return;
     }
     if (from === 'system') {
-      insertRow(el('div', 'row system', m.text || ''));
+      if (m.text) insertRow(el('div', 'row system', m.text));   // never an empty line
       return;
     }
     var rowB = el('div', 'row ' + (from === 'agent' ? 'agent' : 'bot'));
