@@ -184,3 +184,16 @@ def test_validated_records_share_their_field_name_sets() -> None:
     assert a.model_fields_set == shared
     dumped = a.model_dump(exclude_unset=True)
     assert set(dumped) == shared
+
+
+def test_a_passage_vector_depends_on_its_text_alone(tmp_path: Path) -> None:
+    """Cached vectors are keyed by text, and queries are encoded one at a time: a vector
+    must not depend on which other passages were encoded beside it."""
+    from knowledge.embed import UseEncoder
+
+    enc = UseEncoder()
+    ts = ["居民身份证补领", "结婚登记需要带户口本和身份证，双方一起到婚姻登记处", "社保卡",
+          "住房公积金提取：租房、购房、退休都可以申请"]
+    together = VectorCache(tmp_path, enc).encode(ts)
+    for text, vec in zip(ts, together, strict=True):
+        np.testing.assert_allclose(vec, enc.encode([text])[0], atol=1e-6)
