@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -57,8 +58,13 @@ class UseEncoder:
     model_id = MODEL_ID
     dim = 512
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, workers: int | None = None) -> None:
+        """``threads``: onnxruntime's per-run threads (1: a single query gains nothing).
+        ``workers``: runs in parallel when encoding many passages (default: the cores,
+        at most 4); the session is thread-safe and releases the GIL while it runs."""
         import onnxruntime as ort
+
+        self.workers = workers or min(4, os.cpu_count() or 1)
         from onnxruntime_extensions import get_library_path
 
         opts = ort.SessionOptions()
@@ -79,13 +85,25 @@ class UseEncoder:
     # alone, 0.75 in 16s, 1.11 in 32s; and the working memory of a run stays smallest.
     BATCH = 1
 
+    PARALLEL_FROM = 64  # passages; below this one thread is as fast
+
     def encode(self, texts: Sequence[str], batch: int = BATCH) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vecs = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i in range(0, len(texts), batch):
-            out = self._session.run(["outputs"], {"inputs": list(texts[i : i + batch])})[0]
-            vecs[i : i + len(out)] = out
+
+        def run(lo: int, hi: int) -> None:
+            for i in range(lo, hi, batch):
+                chunk = list(texts[i : min(i + batch, hi)])
+                vecs[i : i + len(chunk)] = self._session.run(["outputs"], {"inputs": chunk})[0]
+
+        if self.workers > 1 and len(texts) >= self.PARALLEL_FROM:
+            # Measured here (2 cores): 0.48 ms/passage with two workers, 0.86 with one.
+            bounds = np.linspace(0, len(texts), self.workers + 1).astype(int).tolist()
+            with ThreadPoolExecutor(self.workers) as pool:
+                list(pool.map(run, bounds[:-1], bounds[1:]))
+        else:
+            run(0, len(texts))
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         vecs /= norms

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.consoles import PASSWORD
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,12 +44,27 @@ def daoban_server(workdir: Path, **env: str) -> Iterator[str]:
         yield base
 
 
+def _server_env(workdir: Path, **env: str) -> dict[str, str]:
+    return {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{workdir / 'server.db'}",
+            "DAOBAN_INDEX_DIR": str(workdir / "idx"), **env}
+
+
+def add_agent(workdir: Path, username: str, *options: str) -> None:
+    """``daoban agent add USERNAME OPTIONS…`` (password ``PASSWORD``) on the database of
+    ``daoban_server(workdir)``."""
+    add = subprocess.run(
+        [sys.executable, "-m", "channels.cli", "agent", "add", username, *options,
+         "--password-stdin"],
+        cwd=ROOT, env=_server_env(workdir), input=PASSWORD + "\n", capture_output=True,
+        text=True, timeout=60)
+    assert add.returncode == 0, add.stderr
+
+
 @contextmanager
 def daoban_process(workdir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Like ``daoban_server``, also yielding the process (to kill it mid-test)."""
     port = free_port()
-    full_env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{workdir / 'server.db'}",
-                "DAOBAN_INDEX_DIR": str(workdir / "idx"), **env}
+    full_env = _server_env(workdir, **env)
     log = (workdir / "server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],

@@ -321,7 +321,9 @@ def test_console_page_and_auth_refusals(client: TestClient) -> None:
     bad = client.post("/agent/login", json={"username": "wang", "password": "wrong-password"})
     assert bad.status_code == 401
     fresh = TestClient(client.app)
-    assert fresh.get("/agent/api/me").status_code == 401
+    anon = fresh.get("/agent/api/me")
+    assert anon.status_code == 401
+    assert anon.json() == {"error": "请先登录，或登录已过期", "code": "unauthorized"}
     assert fresh.get("/agent/api/me", headers={"Authorization": "Bearer nope"}).status_code == 401
     with pytest.raises(WebSocketDisconnect) as exc, fresh.websocket_connect("/ws/agent"):
         pass
@@ -339,8 +341,8 @@ def test_console_page_and_auth_refusals(client: TestClient) -> None:
     tok = token(client)
     me = client.get("/agent/api/me", headers={"Authorization": f"Bearer {tok}"})
     assert me.json()["username"] == "wang"
-    assert client.get("/agent/api/metrics",
-                      headers={"Authorization": f"Bearer {tok}"}).status_code == 403
+    refused = client.get("/agent/api/metrics", headers={"Authorization": f"Bearer {tok}"})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
 
 
 def test_claim_live_chat_both_ways_bot_silent_hand_back(client: TestClient) -> None:

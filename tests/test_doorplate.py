@@ -20,13 +20,16 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from assistant.agents import Role
 from assistant.core import Assistant
+from assistant.desk import AgentDesk
 from assistant.model import UserMessage
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.app import Services, create_app
 from channels.doorplate_web import doorplate_locator
 from channels.settings import Settings
+from channels.staff import safe_next
 from doorplate import jurisdiction, qr, tokens
 from doorplate.places import BUNDLED, PlacesInvalid, export, load, parse
 from doorplate.service import Doorplates, open_doorplates
@@ -40,8 +43,9 @@ from doorplate.tokens import (
 )
 from knowledge.db import make_engine
 from knowledge.validate import GuideBase, load_guide
+from tests.consoles import PASSWORD
 from tests.harness import shared_understanding
-from tests.servers import daoban_server, launch_chromium, require_chromium
+from tests.servers import add_agent, daoban_server, launch_chromium, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 K1 = "k1:first-secret-0123456789"
@@ -365,7 +369,22 @@ def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
                           places=doorplate_locator(dp, guide), place_log=dp)
     app = create_app(settings, Services(settings, assistant, "t", doorplates=dp))
     with TestClient(app) as c:
+        staff = _desk(c).agents
+        staff.add("wang", PASSWORD, display_name="王帮办", skills=("公安",))
+        staff.add("boss", PASSWORD, display_name="李值班长", role=Role.SUPERVISOR)
+        staff.add("root", PASSWORD, display_name="管理员", role=Role.ADMIN)
         yield c, dp
+
+
+def _desk(client: TestClient) -> AgentDesk:
+    desk: AgentDesk = client.app.state.desk  # type: ignore[attr-defined]
+    return desk
+
+
+def _bearer(client: TestClient, user: str, ttl: timedelta = timedelta(hours=1)) -> dict[str, str]:
+    got = _desk(client).agents.login(user, PASSWORD, ttl)
+    assert got is not None
+    return {"Authorization": f"Bearer {got[0]}"}
 
 
 def test_scoped_where_answer_in_the_assistant(app_env: tuple[TestClient, Doorplates]) -> None:
@@ -394,10 +413,114 @@ def test_scan_page_greets_with_the_place(app_env: tuple[TestClient, Doorplates])
     assert "兆麟街道 江畔社区 江畔路16号楼（示例）" in r.text
     assert 'data-text="出生登记（新生儿落户）在哪办"' in r.text
     assert "/static/chat.js" in r.text
-    stats = client.get("/doorplate/stats")
+    boss = _bearer(client, "boss")
+    stats = client.get("/doorplate/stats", headers=boss)
     assert stats.status_code == 200 and "江畔路16号楼" in stats.text
-    csv_text = client.get("/doorplate/stats.csv").text
+    csv_text = client.get("/doorplate/stats.csv", headers=boss).text
     assert "plate,zl-jiangpan-16," in csv_text and "street,zhaolin,兆麟街道," in csv_text
+
+
+# --- the statistics are for supervisors and admins only ------------------------------------
+
+
+def test_stats_refuse_anonymous_visitors_and_agents(
+    app_env: tuple[TestClient, Doorplates],
+) -> None:
+    client, dp = app_env
+    dp.record_scan("jw-anping-18")
+    anon = TestClient(client.app)  # no cookie
+    for headers in ({}, {"Authorization": "Bearer forged-token"}):
+        page = anon.get("/doorplate/stats", headers=headers, follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"] == "/agent?next=/doorplate/stats"
+        assert "安平" not in page.text
+        csv = anon.get("/doorplate/stats.csv", headers=headers)
+        assert csv.status_code == 401 and "安平" not in csv.text
+        assert csv.json() == {"error": "请先登录，或登录已过期", "code": "unauthorized"}
+    wang = _bearer(client, "wang")  # role agent
+    page = anon.get("/doorplate/stats", headers=wang, follow_redirects=False)
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert "没有查看政务门牌统计的权限" in page.text and "值班长" in page.text
+    assert "安平" not in page.text and "Traceback" not in page.text
+    csv = anon.get("/doorplate/stats.csv", headers=wang)
+    assert csv.status_code == 403
+    assert csv.json() == {"error": "只有值班长或管理员可以查看", "code": "forbidden"}
+
+
+def test_stats_for_supervisors_and_admins(app_env: tuple[TestClient, Doorplates]) -> None:
+    client, dp = app_env
+    dp.record_scan("jw-anping-18")
+    for user in ("boss", "root"):
+        page = client.get("/doorplate/stats", headers=_bearer(client, user))
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert "政务门牌统计" in page.text and "<table>" in page.text
+        assert "安平街18号楼（示例）" in page.text
+        csv = client.get("/doorplate/stats.csv", headers=_bearer(client, user))
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        assert csv.text.startswith("dimension,key,name,count")
+        assert "plate,jw-anping-18," in csv.text
+
+
+def test_stats_refuse_expired_sessions_and_disabled_accounts(
+    app_env: tuple[TestClient, Doorplates],
+) -> None:
+    client, _ = app_env
+    staff = _desk(client).agents
+    expired = _bearer(client, "boss", timedelta(seconds=-1))
+    assert client.get("/doorplate/stats", headers=expired,
+                      follow_redirects=False).status_code == 303
+    assert client.get("/doorplate/stats.csv", headers=expired).status_code == 401
+    staff.add("zhou", PASSWORD, display_name="周值班长", role=Role.SUPERVISOR)
+    browser = TestClient(client.app)
+    assert browser.post("/agent/login", json={"username": "zhou", "password": PASSWORD}
+                        ).status_code == 200  # the HttpOnly cookie, as a browser signs in
+    assert browser.get("/doorplate/stats").status_code == 200
+    assert browser.get("/doorplate/stats.csv").status_code == 200
+    staff.disable("zhou")
+    page = browser.get("/doorplate/stats", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/agent?next=")
+    assert browser.get("/doorplate/stats.csv").status_code == 401
+    assert browser.post("/agent/login", json={"username": "zhou", "password": PASSWORD}
+                        ).status_code == 401
+
+
+def test_sign_in_comes_back_to_the_stats_page(app_env: tuple[TestClient, Doorplates]) -> None:
+    client, _ = app_env
+    browser = TestClient(client.app)
+    landed = browser.get("/doorplate/stats")  # follows the redirect
+    assert str(landed.url).endswith("/agent?next=/doorplate/stats")
+    assert landed.status_code == 200 and "帮办人员登录" in landed.text
+    assert 'data-next="/doorplate/stats"' in landed.text
+    assert browser.post("/agent/login", json={"username": "boss", "password": PASSWORD}
+                        ).status_code == 200
+    assert "政务门牌统计" in browser.get("/doorplate/stats").text
+
+
+def test_sign_in_page_keeps_only_a_path_on_this_site() -> None:
+    for good in ("/doorplate/stats", "/doorplate/stats.csv", "/agent", "/a?b=1&c=%2F%2Fx"):
+        assert safe_next(good) == good
+    hostile = ["//evil.com", "///evil.com", "/\\evil.com", "/\\/evil.com", "\\\\evil.com",
+               "https://evil.com", "http:/evil.com", "HTTPS://evil.com/doorplate/stats",
+               "javascript:alert(1)", " /doorplate/stats", "/\t/evil.com", "/\n/evil.com",
+               "/doorplate/stats\r\nSet-Cookie: x=1", "evil.com", "doorplate/stats",
+               "data:text/html,<script>alert(1)</script>", "", None, "/" + "a" * 600]
+    for bad in hostile:
+        assert safe_next(bad) is None, bad
+
+
+def test_sign_in_page_drops_a_hostile_next(app_env: tuple[TestClient, Doorplates]) -> None:
+    client, _ = app_env
+    ok = client.get("/agent", params={"next": "/doorplate/stats"})
+    assert ok.status_code == 200 and 'data-next="/doorplate/stats"' in ok.text
+    for bad in ("//evil.com", "/\\evil.com", "https://evil.com", "javascript:alert(1)",
+                "/\t/evil.com"):
+        page = client.get("/agent", params={"next": bad})
+        assert page.status_code == 200 and 'data-next=""' in page.text, bad
+        assert "evil.com" not in page.text and "javascript:" not in page.text
+    # A same-site path is written into the page escaped: it cannot break out of the attribute.
+    quoted = client.get("/agent", params={"next": '/x"><script>alert(1)</script>'})
+    assert "<script>alert" not in quoted.text
+    assert 'data-next="/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in quoted.text
 
 
 def test_bad_tokens_get_a_friendly_page_that_leaks_nothing(
@@ -453,7 +576,9 @@ def test_web_chat_trusts_only_a_verified_token(app_env: tuple[TestClient, Doorpl
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_chromium()
-    with daoban_server(tmp_path_factory.mktemp("dpbrowser"), DAOBAN_DOORPLATE_KEYS=K1) as base:
+    work = tmp_path_factory.mktemp("dpbrowser")
+    add_agent(work, "boss", "--name", "李值班长", "--role", "supervisor")
+    with daoban_server(work, DAOBAN_DOORPLATE_KEYS=K1) as base:
         yield base
 
 
@@ -483,5 +608,30 @@ def test_browser_scan_opens_the_scoped_chat(server: str) -> None:
             assert resp is not None and resp.status == 404
             assert "二维码暂时无法使用" in page.inner_text("body")
             ctx.close()
+        finally:
+            b.close()
+
+
+@pytest.mark.browser
+def test_browser_stats_sign_in_and_come_back(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        try:
+            page = b.new_page(locale="zh-CN")
+            page.goto(f"{server}/doorplate/stats")
+            assert page.url == f"{server}/agent?next=/doorplate/stats"
+            page.get_by_text("登录后将回到您刚才要打开的页面").wait_for()
+            page.fill("#username", "boss")
+            page.fill("#password", PASSWORD)
+            page.get_by_role("button", name="登录").click()
+            page.wait_for_url(f"{server}/doorplate/stats")
+            assert page.locator("h1").inner_text() == "政务门牌统计（道里区试点）"
+            assert page.locator("h2", has_text="按门牌").count() == 1
+            # Signed in, a next that leaves the site is ignored: the console opens.
+            page.goto(f"{server}/agent?next=//example.com/")
+            page.locator("#desk").wait_for()
+            assert page.url == f"{server}/agent?next=//example.com/"
         finally:
             b.close()

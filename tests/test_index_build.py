@@ -197,3 +197,13 @@ def test_a_passage_vector_depends_on_its_text_alone(tmp_path: Path) -> None:
     together = VectorCache(tmp_path, enc).encode(ts)
     for text, vec in zip(ts, together, strict=True):
         np.testing.assert_allclose(vec, enc.encode([text])[0], atol=1e-6)
+
+
+def test_parallel_encoding_gives_the_same_vectors() -> None:
+    from knowledge.embed import UseEncoder
+
+    ts = [f"第{i}个事项：办理{i % 7}号窗口的证明" for i in range(UseEncoder.PARALLEL_FROM + 9)]
+    one = UseEncoder(workers=1).encode(ts)
+    two = UseEncoder(workers=2).encode(ts)
+    np.testing.assert_array_equal(one, two)
+    assert np.all(np.abs(np.linalg.norm(two, axis=1) - 1) < 1e-5)
