@@ -16,12 +16,21 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from html import escape
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import anyio
-from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import (
+    APIRouter,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,10 +38,10 @@ from assistant.agents import Agent, Presence, SqlAgentStore
 from assistant.agents import migrate as migrate_agents
 from assistant.bus import make_bus
 from assistant.desk import QUEUE, AgentDesk, DeskError, ReplySink, agent_topic, conv_topic
+from channels.staff import COOKIE, Staff, Supervisor, safe_next, session_token
 from channels.web import STATIC, ChatSession, RateLimiter
 
 log = logging.getLogger(__name__)
-COOKIE = "daoban_agent"
 MAX_FRAME = 16 * 1024
 SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment")
 
@@ -137,25 +146,17 @@ def _desk(app: Any) -> AgentDesk:
     return desk
 
 
-def _token(headers: Any, cookies: dict[str, str]) -> str | None:
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return str(auth[7:].strip())
-    return cookies.get(COOKIE)
-
-
-async def current_agent(request: Request) -> Agent:
-    desk = _desk(request.app)
-    agent: Agent | None = await anyio.to_thread.run_sync(
-        desk.agents.authenticate, _token(request.headers, request.cookies))
-    if agent is None:
-        raise HTTPException(401, "请先登录，或登录已过期")
-    return agent
-
-
 @router.get("/agent", include_in_schema=False)
-async def console_page() -> FileResponse:
-    return FileResponse(STATIC / "agent.html", media_type="text/html; charset=utf-8")
+async def console_page(
+    next_page: Annotated[str | None, Query(alias="next")] = None,
+) -> HTMLResponse:
+    """The console and its sign-in form; ``?next=/path`` (a path on this site only) is
+    where the page goes once signed in."""
+    html = await anyio.Path(STATIC / "agent.html").read_text(encoding="utf-8")
+    target = safe_next(next_page)
+    if target is not None:
+        html = html.replace('data-next=""', f'data-next="{escape(target, quote=True)}"', 1)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/agent/login")
@@ -179,7 +180,7 @@ async def login(request: Request, body: Login) -> JSONResponse:
 
 @router.post("/agent/logout")
 async def logout(request: Request) -> JSONResponse:
-    token = _token(request.headers, request.cookies)
+    token = session_token(request.headers, request.cookies)
     if token:
         await anyio.to_thread.run_sync(_desk(request.app).agents.logout, token)
     resp = JSONResponse({"ok": True})
@@ -188,21 +189,17 @@ async def logout(request: Request) -> JSONResponse:
 
 
 @router.get("/agent/api/me")
-async def me(request: Request) -> dict[str, Any]:
-    return (await current_agent(request)).as_dict()
+async def me(agent: Staff) -> dict[str, Any]:
+    return agent.as_dict()
 
 
 @router.get("/agent/api/items")
-async def items(request: Request, q: str = "") -> list[dict[str, Any]]:
-    await current_agent(request)
+async def items(request: Request, _: Staff, q: str = "") -> list[dict[str, Any]]:
     return search_items(_desk(request.app), q)
 
 
 @router.get("/agent/api/metrics")
-async def metrics(request: Request) -> list[dict[str, Any]]:
-    agent = await current_agent(request)
-    if not agent.sees_all:
-        raise HTTPException(403, "只有值班长可以查看")
+async def metrics(request: Request, _: Supervisor) -> list[dict[str, Any]]:
     return await _desk(request.app).metrics()
 
 
@@ -440,7 +437,7 @@ def _origin_ok(ws: WebSocket) -> bool:
 @router.websocket("/ws/agent")
 async def agent_socket(ws: WebSocket) -> None:
     desk = _desk(ws.app)
-    token = _token(ws.headers, ws.cookies)
+    token = session_token(ws.headers, ws.cookies)
     agent = None
     if token and _origin_ok(ws):
         agent = await anyio.to_thread.run_sync(desk.agents.authenticate, token)

@@ -19,6 +19,7 @@ from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.doorplate_web import build_doorplates, doorplate_locator
 from channels.settings import Settings
+from channels.staff import StaffRefused
 from channels.web import IP_RATE, RateLimiter
 from doorplate.service import Doorplates
 from knowledge.db import make_engine
@@ -131,6 +132,10 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(ConversationNotFound)
     async def not_found(_: Request, exc: ConversationNotFound) -> JSONResponse:
         return _error(404, "会话不存在", "conversation_not_found")
+
+    @app.exception_handler(StaffRefused)
+    async def refused(_: Request, exc: StaffRefused) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

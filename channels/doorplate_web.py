@@ -1,5 +1,6 @@
 """The 政务门牌 (QR door-sign) routes: ``GET /d/{token}`` opens the chat scoped to the place;
-``/doorplate/stats`` and ``/doorplate/stats.csv`` show what is scanned and asked where."""
+``/doorplate/stats`` and ``/doorplate/stats.csv`` show what is scanned and asked where — to
+signed-in supervisors and admins only (the agent console's staff sessions)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 
 from channels.settings import Settings
+from channels.staff import MaybeStaff, Supervisor, sign_in_url
 from channels.web import STATIC
 from doorplate.jurisdiction import Locator
 from doorplate.places import Place
@@ -132,8 +134,30 @@ def _table(title: str, head: list[str], rows: list[list[Any]]) -> str:
     return f"<h2>{escape(title)}</h2><table><tr>{th}</tr>{body}</table>"
 
 
+_FORBIDDEN = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>无权查看 — 政务门牌统计</title>
+<style>body{font-family:system-ui,"Noto Sans CJK SC",sans-serif;max-width:32rem;margin:3rem auto;
+padding:0 1.2rem;line-height:1.7;color:#222}h1{font-size:1.4rem}a{color:#0b4f9c}</style>
+</head><body>
+<h1>您没有查看政务门牌统计的权限</h1>
+<p>门牌统计记录了市民在哪里扫码、问了什么，只对值班长和管理员开放。
+如需查看，请联系管理员开通。</p>
+<p><a href="/agent">返回人工帮办工作台</a></p>
+</body></html>
+"""
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
 @router.get("/doorplate/stats", include_in_schema=False)
-async def stats_page(request: Request) -> Response:
+async def stats_page(request: Request, staff: MaybeStaff) -> Response:
+    # What citizens scanned and asked where: for supervisors and admins only.
+    if staff is None:
+        return RedirectResponse(sign_in_url(request), status_code=303, headers=_NO_STORE)
+    if not staff.sees_all:
+        return HTMLResponse(_FORBIDDEN, status_code=403, headers=_NO_STORE)
+    log.info("door-sign statistics shown to %s", staff.username)
     services = request.app.state.services
     doorplates: Doorplates | None = getattr(services, "doorplates", None)
     if doorplates is None:
@@ -164,11 +188,12 @@ async def stats_page(request: Request) -> Response:
         '<p><a href="/doorplate/stats.csv">下载 CSV</a>　标“示例”的门牌为演示数据。</p>'
         + "".join(parts) + "</body></html>"
     )
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, headers=_NO_STORE)
 
 
 @router.get("/doorplate/stats.csv", include_in_schema=False)
-async def stats_csv(request: Request) -> Response:
+async def stats_csv(request: Request, staff: Supervisor) -> Response:
+    log.info("door-sign statistics downloaded by %s", staff.username)
     services = request.app.state.services
     doorplates: Doorplates | None = getattr(services, "doorplates", None)
     if doorplates is None:

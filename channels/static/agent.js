@@ -5,6 +5,8 @@
   var $ = function (id) { return document.getElementById(id); };
   var ws = null, me = null, current = null, lastSeq = {}, pending = 0, retry = 0, lists = null;
   var citizenOnline = {};
+  var next = $("login").getAttribute("data-next") || "";
+  $("login-next").hidden = !next;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -29,6 +31,7 @@
   async function start() {
     var r = await fetch("/agent/api/me");
     if (!r.ok) { $("login").hidden = false; $("desk").hidden = true; return; }
+    if (next) { location.replace(next); return; }  // signed in for another staff page: no console socket
     me = await r.json();
     $("login").hidden = true; $("desk").hidden = false; $("who").hidden = false;
     $("me").textContent = me.name + (me.role !== "agent" ? "（值班长）" : "");
