@@ -230,6 +230,7 @@ class AgentSession:
         self._flush_locks: dict[str, asyncio.Lock] = {}
         self.socket_id: str | None = None  # the desk's id for this socket, once counted
         self.closed = False
+        self.welcomed = False
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -243,10 +244,15 @@ class AgentSession:
     async def start(self) -> None:
         bus = self.desk.bus
 
+        # Until the welcome is out, changes are not sent: the lists that follow the welcome
+        # are read afterwards, so they already hold them (and "welcome" stays first).
         async def queue_changed(_: dict[str, Any]) -> None:
-            await self.send_lists()
+            if self.welcomed:
+                await self.send_lists()
 
         async def mine_changed(_: dict[str, Any]) -> None:
+            if not self.welcomed:
+                return
             for cid in list(self.sent):
                 if not await self.desk.may_view(self.agent, cid):
                     self.unwatch(cid)
@@ -263,6 +269,7 @@ class AgentSession:
                        bus.subscribe("citizen", citizen)]
         self.socket_id = await self.desk.connected(self.agent)
         await self.refresh()
+        self.welcomed = True
         await self.send({"type": "welcome", "agent": self.agent.as_dict()})
         await self.send_lists()
 
