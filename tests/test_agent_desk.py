@@ -4,6 +4,7 @@ through the real app (claim → live chat both ways → bot silent → hand back
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -485,3 +486,24 @@ def test_cli_agent_add_list_disable(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     hashed = store.engine.connect().exec_driver_sql("select password_hash from agents").scalar()
     assert str(hashed).startswith("$argon2")
     store.engine.dispose()
+
+
+def test_welcome_is_always_the_first_frame(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting announces the agent on the queue topic, which the socket itself listens
+    to: that change must not overtake the welcome, even when the start-up is slow (as on a
+    loaded CI machine: reading the agent back is made slow here)."""
+    desk: AgentDesk = client.app.state.desk  # type: ignore[attr-defined]
+    tok = token(client)
+    read_back = desk.agents.get
+
+    def slow_get(agent_id: int) -> Agent | None:
+        time.sleep(0.2)
+        return read_back(agent_id)
+
+    monkeypatch.setattr(desk.agents, "get", slow_get)
+    for _ in range(3):
+        with agent_ws(client, tok) as agent:
+            assert recv(agent)["type"] == "welcome"
+            assert recv(agent)["type"] == "lists"
