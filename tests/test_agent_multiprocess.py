@@ -68,18 +68,18 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     logs: list[Any] = []
     bases = []
     try:
-        # One after the other: the first start migrates and loads the guide base.
+        # Both at once, as a deployment restarts: they migrate, load the guide base and
+        # write the vector cache concurrently (serialised where it must be).
         for name in ("a", "b"):
             port = free_port()
             log = tmp_path / f"{name}.log"
             logs.append(log.open("w"))
-            proc = subprocess.Popen(
+            procs.append(subprocess.Popen(
                 [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
-            procs.append(proc)
-            base = f"http://127.0.0.1:{port}"
-            _wait_healthy(base, proc, log)
-            bases.append(base)
+                cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
+            bases.append(f"http://127.0.0.1:{port}")
+        for name, base, proc in zip("ab", bases, procs, strict=True):
+            _wait_healthy(base, proc, tmp_path / f"{name}.log")
         yield bases[0], bases[1]
     finally:
         for p in procs:
