@@ -345,4 +345,6 @@ class SearchService:
                 return False
             new = self._build(guide, content_hash)
             self._index = new  # one reference assignment: readers see old or new, never half
-            return True
+            del new
+        memory.release()  # the old index, once no search holds it any more
+        return True

@@ -157,6 +157,22 @@ def test_index_rebuilds_atomically_when_guide_changes(tmp_path: Path) -> None:
     assert any(h.name == "丙事项新名字" for h in u.search("丙事项新名字"))
 
 
+def test_rebuild_keeps_the_tokenizer_unless_names_change(tmp_path: Path) -> None:
+    g1 = load_guide(write(tmp_path / "a.yaml", small_guide()))
+    u = Understanding(g1, content_hash(g1), index_dir=tmp_path / "idx")
+    tok = u.tokenizer
+    doc = small_guide()
+    doc["items"][0]["summary"] = "改过的说明，带好新的材料"
+    g2 = load_guide(write(tmp_path / "b.yaml", doc))
+    assert u.refresh(g2, content_hash(g2)) is True
+    assert u.tokenizer is tok  # no names changed: the same dictionary
+    doc["items"][0]["aliases"] = ["焕然一新的叫法"]
+    g3 = load_guide(write(tmp_path / "c.yaml", doc))
+    assert u.refresh(g3, content_hash(g3)) is True
+    assert u.tokenizer is not tok
+    assert "焕然一新的叫法" in u.tokenizer.words("我想办焕然一新的叫法")
+
+
 def test_vector_cache_reuses_vectors(tmp_path: Path) -> None:
     enc = UseEncoder()
     cache = VectorCache(tmp_path, enc)
