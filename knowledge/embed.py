@@ -63,10 +63,9 @@ class UseEncoder:
         ``workers``: runs in parallel when encoding many passages (default: the cores,
         at most 4); the session is thread-safe and releases the GIL while it runs."""
         import onnxruntime as ort
-
-        self.workers = workers or min(4, os.cpu_count() or 1)
         from onnxruntime_extensions import get_library_path
 
+        self.workers = workers or min(4, os.cpu_count() or 1)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
