@@ -132,7 +132,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(lifespan=lifespan)
-_login_limiter = RateLimiter(10, 60.0)
 
 
 class Login(BaseModel):
@@ -162,13 +161,15 @@ async def console_page(
 @router.post("/agent/login")
 async def login(request: Request, body: Login) -> JSONResponse:
     ip = request.client.host if request.client else "?"
-    if not _login_limiter.allow(ip):
-        raise HTTPException(429, "登录尝试太频繁，请稍后再试")
+    failures: RateLimiter = request.app.state.services.login_failures
+    if failures.exceeded(ip):
+        raise HTTPException(429, "登录失败次数太多，请一分钟后再试")
     desk = _desk(request.app)
     hours = request.app.state.services.settings.agent_session_hours
     got = await anyio.to_thread.run_sync(desk.agents.login, body.username, body.password,
                                          timedelta(hours=hours))
     if got is None:
+        failures.record(ip)
         raise HTTPException(401, "用户名或密码不对，或账号已停用")
     token, agent = got
     resp = JSONResponse({"token": token, "agent": agent.as_dict(),

@@ -19,7 +19,7 @@ from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.doorplate_web import build_doorplates, doorplate_locator
 from channels.settings import Settings
-from channels.staff import StaffRefused
+from channels.staff import LOGIN_FAILURES, StaffRefused
 from channels.web import IP_RATE, RateLimiter
 from doorplate.service import Doorplates
 from knowledge.db import make_engine
@@ -38,9 +38,11 @@ class Services:
     guide_hash: str
     doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
     ip_limiter: RateLimiter = field(init=False)  # derived from settings.ws_ip_limit
+    login_failures: RateLimiter = field(init=False)  # failed staff sign-ins per address
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
+        self.login_failures = RateLimiter(*LOGIN_FAILURES)
 
 
 def build_services(settings: Settings) -> Services:

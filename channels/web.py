@@ -73,17 +73,27 @@ class RateLimiter:
         self._hits: dict[str, deque[float]] = defaultdict(deque)
 
     def allow(self, key: str) -> bool:
+        """Counts an event for ``key``, unless the window is already full (False)."""
+        if self.exceeded(key):
+            return False
+        self.record(key)
+        return True
+
+    def exceeded(self, key: str) -> bool:
+        """Whether ``key`` has used up its window (nothing is counted)."""
+        q = self._hits.get(key)
+        if not q:
+            return False
         now = time.monotonic()
-        q = self._hits[key]
         while q and now - q[0] > self.window:
             q.popleft()
-        if len(q) >= self.limit:
-            return False
-        q.append(now)
+        return len(q) >= self.limit
+
+    def record(self, key: str) -> None:
+        self._hits[key].append(time.monotonic())
         if len(self._hits) > 50_000:  # forget idle keys
             for k in [k for k, v in self._hits.items() if not v][:10_000]:
                 del self._hits[k]
-        return True
 
 
 def frame_of(event: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,9 @@ PROJECT=${DAOBAN_RASA_PROJECT:-var/rasa}
 # a fresh clone with unchanged data reuses the model instead of training again.
 MODELS=${DAOBAN_RASA_MODELS:-$HOME/.cache/daoban/rasa-models}
 PORT=${DAOBAN_RASA_PORT:-5005}
+# One pid file per port, shared by every checkout on this machine: a server started from
+# another clone (a CI run, an earlier session) is stopped too, not answered for.
+PIDFILE=${DAOBAN_RASA_PIDFILE:-$HOME/.cache/daoban/rasa-$PORT.pid}
 PY=${DAOBAN_PY:-.venv/bin/python}
 export RASA_TELEMETRY_ENABLED=false
 # Offline: Rasa must never fetch anything at run time.
@@ -53,25 +56,39 @@ train() {
 }
 
 stop() {
-  if [ -f "$PROJECT/rasa.pid" ]; then
-    kill "$(cat "$PROJECT/rasa.pid")" 2>/dev/null || true
-    rm -f "$PROJECT/rasa.pid"
-  fi
+  local f
+  for f in "$PIDFILE" "$PROJECT/rasa.pid"; do
+    if [ -f "$f" ]; then
+      kill "$(cat "$f")" 2>/dev/null || true
+      rm -f "$f"
+    fi
+  done
+  for _ in $(seq 1 20); do  # until the port is free
+    curl -sf "http://127.0.0.1:$PORT/status" >/dev/null 2>&1 || return 0
+    sleep 0.5
+  done
 }
 
 start() {
   local name; name=$(train)
   stop
+  if curl -sf "http://127.0.0.1:$PORT/status" >/dev/null 2>&1; then
+    echo "scripts/rasa.sh: port $PORT is held by a server this script did not start; stop it or set DAOBAN_RASA_PORT" >&2
+    return 1
+  fi
+  mkdir -p "$(dirname "$PIDFILE")"
   # exec: the background job's pid is Rasa's own; every stream goes to the log, so no
   # caller (a pipe, CI) waits on the server.
   (cd "$PROJECT" && exec nohup "$VENV/bin/rasa" run --enable-api -i 127.0.0.1 -p "$PORT" \
      -m "$MODELS/$name.tar.gz" >rasa.log 2>&1 </dev/null) &
-  echo $! >"$PROJECT/rasa.pid"
+  echo $! >"$PIDFILE"
   for _ in $(seq 1 120); do
-    if curl -sf "http://127.0.0.1:$PORT/status" >/dev/null 2>&1; then
+    # Answering is not enough: it must be this server, with this model.
+    if curl -sf "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "$name"; then
       echo "Rasa answers on http://127.0.0.1:$PORT (model $name)" >&2
       return 0
     fi
+    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break
     sleep 1
   done
   tail -30 "$PROJECT/rasa.log" >&2

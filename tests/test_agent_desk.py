@@ -507,3 +507,21 @@ def test_welcome_is_always_the_first_frame(
         with agent_ws(client, tok) as agent:
             assert recv(agent)["type"] == "welcome"
             assert recv(agent)["type"] == "lists"
+
+
+def test_only_failed_sign_ins_are_limited(client: TestClient) -> None:
+    """A help desk behind one NAT address signs in together; a guesser is stopped."""
+    office = TestClient(client.app, client=("10.9.8.7", 40000))
+    for _ in range(15):  # more than the failure limit, all correct: never refused
+        assert office.post("/agent/login", json={"username": "wang", "password": PASSWORD}
+                           ).status_code == 200
+    guesser = TestClient(client.app, client=("10.6.6.6", 40000))
+    for _ in range(10):
+        assert guesser.post("/agent/login", json={"username": "wang", "password": "guess"}
+                            ).status_code == 401
+    refused = guesser.post("/agent/login", json={"username": "wang", "password": PASSWORD})
+    assert refused.status_code == 429 and refused.json()["code"]
+    assert "太多" in refused.json()["error"]
+    # Another address is not affected.
+    assert office.post("/agent/login", json={"username": "wang", "password": PASSWORD}
+                       ).status_code == 200
