@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,16 @@ def server(tmp_path: Path) -> Iterator[str]:
             proc.wait(10)
 
 
+def sign_in_and_claim(page: Any, server: str) -> None:
+    """Signs in as 王帮办 in the console and takes the first waiting conversation."""
+    page.goto(server + "/agent")
+    page.fill("#username", "wang")
+    page.fill("#password", PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.get_by_role("button", name="接入").first.click(timeout=15_000)
+    page.locator(".row.citizen .text", has_text="转人工").wait_for(timeout=15_000)
+
+
 def test_console_sign_in_claim_reply_hand_back(server: str) -> None:
     from playwright.sync_api import sync_playwright
     from websockets.sync.client import connect
@@ -62,12 +73,7 @@ def test_console_sign_in_claim_reply_hand_back(server: str) -> None:
         b = launch_chromium(p)
         try:
             page = b.new_page(locale="zh-CN")
-            page.goto(server + "/agent")
-            page.fill("#username", "wang")
-            page.fill("#password", PASSWORD)
-            page.get_by_role("button", name="登录").click()
-            page.get_by_role("button", name="接入").first.click(timeout=15_000)
-            page.locator(".row.citizen .text", has_text="转人工").wait_for(timeout=15_000)
+            sign_in_and_claim(page, server)
             page.fill("#msg", "您好，我是王帮办，请问有什么可以帮您？")
             page.keyboard.press("Enter")
             got = citizen.until(lambda f: f.get("from") == "agent")
@@ -96,12 +102,7 @@ def test_console_close_shows_the_citizen_page_a_line(server: str) -> None:
             citizen.locator(".row.system", has_text="正在为您转接人工帮办").wait_for(timeout=15_000)
 
             agent = b.new_context(locale="zh-CN").new_page()
-            agent.goto(server + "/agent")
-            agent.fill("#username", "wang")
-            agent.fill("#password", PASSWORD)
-            agent.get_by_role("button", name="登录").click()
-            agent.get_by_role("button", name="接入").first.click(timeout=15_000)
-            agent.locator(".row.citizen .text", has_text="转人工").wait_for(timeout=15_000)
+            sign_in_and_claim(agent, server)
             citizen.locator(".row.system", has_text="人工帮办已接入").wait_for(timeout=15_000)
             agent.fill("#summary", "已告知补卡流程")
             agent.get_by_role("button", name="结束并保存小结").click()
