@@ -45,8 +45,26 @@ def daoban_server(workdir: Path, **env: str) -> Iterator[str]:
 
 
 def _server_env(workdir: Path, **env: str) -> dict[str, str]:
-    return {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{workdir / 'server.db'}",
+    # Only what the test asks for: never a Redis bus from the developer's environment.
+    inherited = {k: v for k, v in os.environ.items() if k != "DAOBAN_REDIS_URL"}
+    return {**inherited, "DAOBAN_DATABASE_URL": f"sqlite:///{workdir / 'server.db'}",
             "DAOBAN_INDEX_DIR": str(workdir / "idx"), **env}
+
+
+def wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``base``/health answers 200; fails the test at once if the server exits."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("daoban serve exited: " + log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("daoban serve did not start: " + log.read_text()[-3000:])
 
 
 def add_agent(workdir: Path, username: str, *options: str) -> None:
@@ -72,16 +90,7 @@ def daoban_process(workdir: Path, **env: str) -> Iterator[tuple[str, subprocess.
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("daoban serve did not start: " + (workdir / "server.log").read_text())
+        wait_healthy(base, proc, workdir / "server.log")
         yield base, proc
     finally:
         proc.terminate()

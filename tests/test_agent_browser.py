@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +11,7 @@ from typing import Any
 import pytest
 
 from tests.consoles import PASSWORD, Reader
-from tests.servers import free_port, launch_chromium, require_chromium
-from tests.test_agent_multiprocess import _wait_healthy
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.servers import add_agent, daoban_server, launch_chromium, require_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -25,27 +19,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     require_chromium()
-    env = {**os.environ, "DAOBAN_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-           "DAOBAN_INDEX_DIR": str(tmp_path / "idx")}
-    env.pop("DAOBAN_REDIS_URL", None)
-    add = subprocess.run(
-        [sys.executable, "-m", "channels.cli", "agent", "add", "wang", "--name", "王帮办",
-         "--skills", "人社", "--password-stdin"],
-        cwd=ROOT, env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-    assert add.returncode == 0, add.stderr
-    port = free_port()
-    log_path = tmp_path / "s.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "channels.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(base, proc, log_path)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    add_agent(tmp_path, "wang", "--name", "王帮办", "--skills", "人社")
+    with daoban_server(tmp_path) as base:
+        yield base
 
 
 def sign_in_and_claim(page: Any, server: str) -> None:

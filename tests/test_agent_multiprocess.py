@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.consoles import PASSWORD, Reader, http_login
-from tests.servers import free_port
+from tests.servers import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("DAOBAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -32,21 +30,6 @@ def _redis_up() -> bool:
         return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
     except Exception:
         return False
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("daoban serve exited: " + log.read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("daoban serve did not start: " + log.read_text()[-3000:])
 
 
 @pytest.fixture
@@ -79,7 +62,7 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
                 cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
             bases.append(f"http://127.0.0.1:{port}")
         for name, base, proc in zip("ab", bases, procs, strict=True):
-            _wait_healthy(base, proc, tmp_path / f"{name}.log")
+            wait_healthy(base, proc, tmp_path / f"{name}.log")
         yield bases[0], bases[1]
     finally:
         for p in procs:
