@@ -237,7 +237,6 @@ class SearchIndex:
         # before the BM25 matrix exists (peak RSS, benchmarks/retrieval.py).
         if self.encoder is not None:
             self.dense = _dense_index(len(texts), self.encoder.dim, self._blocks(texts))
-            memory.release()
         # Names and aliases count three times: they are how citizens name an item.
         self.bm25 = BM25(
             self.terms(" ".join([e.name, *e.aliases])) * 3 + self.terms(e.summary)

@@ -63,15 +63,19 @@ def _lexicon_words(lexicon: Lexicon) -> list[str]:
     return [*lexicon.words, *lexicon.synonyms, *lexicon.typos.values()]
 
 
-def _signature(vocab: list[str], extra: list[str]) -> str:
-    vocabulary = dict.fromkeys([*vocab, *extra])
+def _vocabulary(vocab: list[str], lexicon: Lexicon) -> list[str]:
+    """The guide's words, then the lexicon's, each once."""
+    return list(dict.fromkeys([*vocab, *_lexicon_words(lexicon)]))
+
+
+def _signature(vocabulary: list[str]) -> str:
     return hashlib.sha256("\n".join(vocabulary).encode()).hexdigest()
 
 
 def signature(guide: GuideBase, lexicon: Lexicon) -> str:
     """What a tokenizer built from ``guide`` and ``lexicon`` would have as its signature,
     without building one (a jieba dictionary: ~1 s and ~130 MB)."""
-    return _signature(guide_vocabulary(guide), _lexicon_words(lexicon))
+    return _signature(_vocabulary(guide_vocabulary(guide), lexicon))
 
 
 class Tokenizer:
@@ -88,9 +92,9 @@ class Tokenizer:
         for w in [*dictionary, *extra]:
             if 2 <= len(w) <= 20 and not _PUNCT.search(w):
                 self._jieba.add_word(w, freq=20000)
-        vocabulary = list(dict.fromkeys([*vocab, *extra]))
+        vocabulary = _vocabulary(vocab, self.lexicon)
         # What a rebuild compares (the list itself is ~17 MB at 100k items: not kept).
-        self.signature = _signature(vocab, extra)
+        self.signature = _signature(vocabulary)
         guide_words, common = self._pinyin_vocabulary(guide, vocabulary)
         self.normalize = Normalizer(self.lexicon.typos, guide_words, self._syllables(), common)
         self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
