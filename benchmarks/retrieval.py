@@ -53,6 +53,16 @@ def current_rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
+def latencies_ms(und: Understanding, qs: list[str]) -> list[float]:
+    """understand() time of each question, in milliseconds."""
+    out = []
+    for q in qs:
+        t0 = time.perf_counter()
+        und.understand(q)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))]
@@ -78,11 +88,7 @@ def bench_dev(dev: Path) -> None:
     print(f"top-1 gain over baseline: {100 * (s.top1 - b.top1):+.1f} points (goal >= +10)")
     print("== Harbin guide base: latency and start-up ==")
     qs = [c.q for c in cases] * 3
-    lat = []
-    for q in qs:
-        t0 = time.perf_counter()
-        und.understand(q)
-        lat.append((time.perf_counter() - t0) * 1000)
+    lat = latencies_ms(und, qs)
     print(f"entries {len(guide.items) + len(guide.bundles)}; understand() over {len(qs)} queries: "
           f"p50 {statistics.median(lat):.2f} ms (goal <= 5), p99 {pct(lat, 0.99):.2f} ms (goal <= 20)")
     print(f"start-up (tokenizer + intent model + index): cold {cold:.2f} s, "
@@ -126,11 +132,7 @@ def synthetic_run(n: int, index_dir: Path) -> dict[str, float]:
     build = time.perf_counter() - t0
     qs = ["身份证明补领怎么办", "公积金账户转移", "驾驶执照换领要多久", "食品许可证延续",
           "税务发票登记", "残疾补贴申领", "不动产登记证注销", "今天天气怎么样"] * 25
-    lat = []
-    for q in qs:
-        t0 = time.perf_counter()
-        und.understand(q)
-        lat.append((time.perf_counter() - t0) * 1000)
+    lat = latencies_ms(und, qs)
     return {"generate_s": gen, "build_s": build, "p50_ms": statistics.median(lat),
             "p99_ms": pct(lat, 0.99), "rss_guide_mb": after_guide, "peak_rss_mb": rss_mb(),
             "rss_now_mb": current_rss_mb()}
