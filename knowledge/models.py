@@ -71,6 +71,11 @@ class EntryRow(Base):
     reductions: Mapped[list[Any]] = mapped_column(JSON)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON)
     confidence: Mapped[str] = mapped_column(String(20), index=True)
+    # daoban-guide/2 (revision 0002): practical answers, yearly windows, numeric conditions.
+    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    windows: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    eligibility: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    popularity: Mapped[int] = mapped_column(Integer, default=0)
 
     materials: Mapped[list[ItemMaterialRow]] = relationship(
         order_by="ItemMaterialRow.position", cascade="all, delete-orphan"

@@ -1,4 +1,4 @@
-"""The guide-base file format (``daoban-guide/1``), as pydantic models.
+"""The guide-base file format (``daoban-guide/2``), as pydantic models.
 
 This is the shape a city's exported 办事指南 catalogue is converted into; the bundled
 Harbin guide base is written in it (YAML), and ``daoban kb export`` writes it (JSON).
@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-FORMAT: Literal["daoban-guide/1"] = "daoban-guide/1"
+FORMAT: Literal["daoban-guide/2"] = "daoban-guide/2"
+# Version 1 files (no practical answers, windows or eligibility) are still read: every
+# new field is optional and means "unknown" when absent.
+FORMATS = ("daoban-guide/1", "daoban-guide/2")
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,79}$"
 _ID_RE = re.compile(ID_PATTERN)
 
@@ -152,6 +155,9 @@ class Where(Strict):
 class SituationOption(Strict):
     id: Id
     label: Name
+    # Other words a citizen uses for this option ("跟他妈" for 随母亲落户); the dialogue
+    # matches free answers against the label, these and the shared slot lexicon.
+    synonyms: list[Name] = Field(default_factory=list)
 
 
 class Situation(Strict):
@@ -196,6 +202,121 @@ class Reduction(Strict):
     source: Text
 
 
+class Topic(StrEnum):
+    """The practical questions citizens ask about an item beyond the card.
+
+    Each has one answer record in ``answers``; an absent topic, or ``answer: unknown``,
+    means the guide does not say, and the dialogue says so and tells where to ask."""
+
+    PROXY = "proxy"  # 能代办吗 / 能委托别人吗 (委托代办, with the proxy's materials)
+    GUARDIAN = "guardian"  # 监护人代为申请 (minors, people without capacity)
+    EMPLOYER = "employer"  # 单位经办
+    IN_PERSON = "in_person"  # 本人必须到场吗, and why (人像采集, 指纹, 签字, 面签)
+    ADVANCE = "advance"  # 提前多久可以办 / 截止
+    EXPEDITE = "expedite"  # 能加急吗
+    MAIL = "mail"  # 能邮寄送达吗
+    OFFSITE = "offsite"  # 外地能办吗: 跨省通办 / 全省通办 / 全市通办 / 户籍地
+    MEDICAL = "medical"  # 要体检吗
+    WEEKEND = "weekend"  # 周末、节假日能办吗
+    PROGRESS = "progress"  # 进度怎么查
+    EXPIRED = "expired"  # 过期了 / 超期了怎么办
+    LOST = "lost"  # 证件或结果丢了怎么办
+    REFUSED = "refused"  # 被退回 / 不予受理怎么办
+
+
+# Topics every required item must carry (``daoban kb lint``): the questions the
+# conversation-competence work found citizens ask most.
+CORE_TOPICS = (Topic.PROXY, Topic.IN_PERSON, Topic.ADVANCE, Topic.EXPEDITE, Topic.MAIL,
+               Topic.OFFSITE)
+
+
+class Tri(StrEnum):
+    YES = "yes"
+    NO = "no"
+    PARTLY = "partly"  # yes in some situations (the text says which)
+    UNKNOWN = "unknown"  # the sources do not say: the dialogue says so and routes
+
+
+class Reach(StrEnum):
+    CROSS_PROVINCE = "跨省通办"
+    PROVINCE = "全省通办"
+    CITY = "全市通办"
+    LOCAL = "属地办理"  # only where the hukou / residence / business is registered
+
+
+class InPersonReason(StrEnum):
+    PORTRAIT = "人像采集"
+    FINGERPRINT = "指纹"
+    SIGNATURE = "签字"
+    INTERVIEW = "面签"
+    ORIGINALS = "核验原件"
+    ASSESSMENT = "现场评定"
+
+
+class Answer(Strict):
+    """One practical fact about an item, with where it comes from."""
+
+    answer: Tri
+    text: str | None = Field(default=None, max_length=1000)  # what to tell a citizen
+    source: str | None = Field(default=None, max_length=500)  # URL or rule; entry's if absent
+    confidence: Confidence | None = None  # entry's provenance confidence if absent
+    materials: list[Id] = Field(default_factory=list)  # PROXY: the proxy's extra materials
+    reasons: list[InPersonReason] = Field(default_factory=list)  # IN_PERSON
+    reach: Reach | None = None  # OFFSITE
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _yaml_bool(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare yes/no as a boolean.
+        return {True: "yes", False: "no"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _text_unless_unknown(self) -> Answer:
+        if self.answer is not Tri.UNKNOWN and not self.text:
+            raise ValueError("a known answer needs text telling the citizen what it means")
+        if self.materials and self.answer is Tri.NO:
+            raise ValueError("materials only make sense when the answer is not no")
+        return self
+
+
+class Window(Strict):
+    """A yearly window (集中参保缴费期, 招生报名, 资格认证周期) with its year, so that a
+    stale year is detectable (``daoban kb lint``)."""
+
+    name: Name  # 2027年度城乡居民医保集中缴费期
+    year: int = Field(ge=2000, le=2100)
+    start: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    end: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    text: Text  # how to say it, with 以当年公告为准 where it changes every year
+    source: str | None = None
+
+
+class Measure(StrEnum):
+    CONTRIBUTION_YEARS = "contribution_years"  # 累计缴费年限（年）
+    CONTRIBUTION_MONTHS = "contribution_months"  # 缴费月数
+    AGE = "age"  # 周岁
+    RESIDENCE_MONTHS = "residence_months"  # 居住（登记）月数
+    DAYS_AFTER_EVENT = "days_after_event"  # 事件后多少日内须办理
+    OTHER = "other"
+
+
+class Eligibility(Strict):
+    """A numeric condition as data: "才交了半年能领吗" is answered with the number."""
+
+    measure: Measure
+    min: float | None = Field(default=None, ge=0)
+    max: float | None = Field(default=None, ge=0)
+    unit: Name  # 年 / 个月 / 周岁 / 日
+    text: Text  # the rule in plain words
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> Eligibility:
+        if self.min is None and self.max is None:
+            raise ValueError("a numeric condition needs min or max")
+        return self
+
+
 class _Entry(Strict):
     id: Id
     name: Name
@@ -212,6 +333,10 @@ class _Entry(Strict):
     high_frequency: bool = False  # 高频事项: offered first when a question is vague
     faq: list[Faq] = Field(default_factory=list)
     provenance: Provenance
+    answers: dict[Topic, Answer] = Field(default_factory=dict)  # practical questions
+    windows: list[Window] = Field(default_factory=list)  # yearly windows, with the year
+    eligibility: list[Eligibility] = Field(default_factory=list)  # numeric conditions
+    popularity: int = Field(default=0, ge=0, le=100)  # how often citizens mean it (clarify order)
 
     @field_validator("aliases")
     @classmethod
@@ -279,7 +404,7 @@ class ServicePoint(Strict):
 class GuideFile(Strict):
     """One file of the guide base. A guide base is one or more such files."""
 
-    format: Literal["daoban-guide/1"] = FORMAT
+    format: Literal["daoban-guide/1", "daoban-guide/2"] = FORMAT
     departments: list[Department] = Field(default_factory=list)
     materials: list[Material] = Field(default_factory=list)
     items: list[Annotated[ServiceItem | Bundle, Field(discriminator="kind")]] = Field(

@@ -59,7 +59,7 @@ def _entry_row(e: ServiceItem | Bundle) -> EntryRow:
         for k in (
             "id", "kind", "name", "summary", "aliases", "audience", "conditions", "time_limit",
             "fee", "channels", "where", "visits", "phone", "faq", "provenance",
-            "high_frequency",
+            "high_frequency", "answers", "windows", "eligibility", "popularity",
         )
     }
     if isinstance(e, ServiceItem):
@@ -210,6 +210,8 @@ def _entry_model(r: EntryRow) -> ServiceItem | Bundle:
         "fee": r.fee, "channels": r.channels, "where": r.where, "visits": r.visits,
         "phone": r.phone, "faq": r.faq, "provenance": r.provenance,
         "high_frequency": r.high_frequency,
+        "answers": r.answers or {}, "windows": r.windows or [],
+        "eligibility": r.eligibility or [], "popularity": r.popularity or 0,
     }
     if r.kind == "bundle":
         return Bundle.model_validate(

@@ -198,6 +198,14 @@ def cross_check(
         if len(situations) != len(item.situations):
             problems.append(Problem(fname, item.id, "situations", "办事情形 id 重复"))
 
+    for entry in [*base.items.values(), *base.bundles.values()]:
+        for topic, ans in entry.answers.items():
+            for j, ref in enumerate(ans.materials):
+                if ref not in base.materials and ref not in known.materials:
+                    problems.append(Problem(where_of[entry.id], entry.id,
+                                            f"answers.{topic.value}.materials[{j}]",
+                                            f"未知材料引用 {ref}"))
+
     for bundle in base.bundles.values():
         fname = where_of[bundle.id]
         if (
