@@ -2,16 +2,26 @@
 
 ``step(conversation, text, understood, ctx)`` returns the replies and what to record; it
 mutates only the conversation it is given (the caller saves it). Understanding (NLU +
-retrieval) happens before the step, so every branch here is plain, testable logic.
+retrieval + question types + stated facts) happens before the step.
+
+A turn is interpreted in a fixed order (docs/dialogue.md):
+1. the answer to the question the bot asked (rating, comment, clarification, 办事情形,
+   material check) — unless it is plainly a new question;
+2. a follow-up on the current item — a turn that does not strongly name another item is
+   about the current one;
+3. a new item (with the question the opener carried answered at once);
+4. a clarification among close candidates;
+5. the fallback.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Protocol
 
-from assistant.model import Button, Conversation, ConversationMode, Reply, Stage, Walk
+from assistant import answers, closing, walk
+from assistant.context import BRACKET, Ctx, Outcome, PlaceAware, family_key
+from assistant.model import Button, Conversation, ConversationMode, Stage
+from assistant.options import Option, match
 from assistant.render import (
     CARD_BUTTONS,
     HOTLINE,
@@ -22,69 +32,32 @@ from assistant.render import (
     card_text,
     caveat,
     material_line,
-    members,
-    online_channels,
     situations_needed,
-    skip_reason,
 )
 from assistant.store import Event
-from knowledge.bundles import MergedMaterial
 from knowledge.index import Hit
-from knowledge.schema import Necessity, ServiceItem
-from knowledge.validate import GuideBase
+from knowledge.schema import Bundle, ServiceItem
 from nlu.understand import Understood
 
-MAX_BUTTONS = 5
 CLARIFY_MARGIN = 0.06  # candidates this close to the best one are offered as a choice
 SWITCH_SCORE = 0.6  # a new item this strong changes the topic, even mid-walkthrough
-DESK_HOURS = "工作日 9:00-17:00（示例时间，以实际公布为准）"
+# Without a literal mention of the other item, a turn that asks a question about the
+# current one changes the topic only when retrieval is this sure.
+SWITCH_UNNAMED = 0.78
+OPENER_CONFIDENCE = 0.2  # an opener carrying a question may use weaker candidates
+VARIANT_MARGIN = 0.15  # candidates this close may be chosen by a remembered fact
 
-RATINGS = {5: "非常满意", 4: "满意", 3: "一般", 2: "不满意", 1: "非常不满意"}
-RATING_BUTTONS = tuple(Button(t, f"/rate:{s}") for s, t in RATINGS.items())
-_RATING_WORDS = sorted(((t, s) for s, t in RATINGS.items()), key=lambda ts: -len(ts[0]))
+# Intent model labels that ask about an item, as question types.
+INTENT_TOPIC = {"ask_time": "time", "ask_fee": "fee", "ask_location": "location",
+                "ask_online": "online", "ask_conditions": "conditions",
+                "ask_materials": "materials"}
+FOLLOW_UPS = set(INTENT_TOPIC)
+# A comment ("窗口排队时间有点长") names things too; a question asks ("社保卡丢了咋整").
+_QUESTION = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|能否|要不要")
+CONFIRM_BUTTONS = (Button("是的", "/yes"), Button("不是", "/no"))
 
-_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
-_CHOICE_NUM = re.compile(r"^(?:第|选|选择|要)?\s*([一二两三四五1-5])\s*(?:个|项|号|条|种)?(?:吧|的)?$")
-_YES = re.compile(r"^(有|有的|有了|带了|准备好了|准备了|备好了|都有|是|是的|对|嗯|好了|齐了)[啊呀吧的了!！。]*$")
-_NO = re.compile(r"^(没有|没|没呢|还没|还没有|没带|没准备|丢了|找不到|不在手上|无)[啊呀吧的了!！。]*$")
-_UNSURE = re.compile(r"^(不清楚|不知道|不确定|不太清楚|说不好|不晓得|啥是这个|这是啥)[啊呀吧的了!！。]*$")
-_LEAVE_WALK = re.compile(r"先不|不核对|不弄了|退出|停止核对|算了|以后再|回头再")
-_RESUME_WALK = re.compile(r"继续核对|接着核对|继续|接着来")
-_PERSONAL = re.compile(r"本人|亲自|代办|代领|别人去|家属去|替我|帮我去")
-_BACK_TO_BOT = re.compile(r"不用人工|不要人工|返回机器人|算了不用了|取消转人工")
-
-FOLLOW_UPS = {"ask_time", "ask_fee", "ask_location", "ask_online", "ask_conditions",
-              "ask_materials"}
-
-
-class PlaceAware(Protocol):
-    """Knows the door-sign places (the doorplate package, injected by the composition root:
-    the assistant does not import it)."""
-
-    def place_name(self, place_id: str) -> str | None: ...
-
-    def locate(self, entry: Entry, place_id: str) -> list[str]:
-        """The “在哪办” reply lines for ``entry`` seen from the place; [] if unknown."""
-        ...
-
-
-@dataclass
-class Ctx:
-    guide: GuideBase
-    suggestions: list[str] = field(default_factory=list)  # entry ids of popular items
-    places: PlaceAware | None = None
-
-
-@dataclass
-class Outcome:
-    replies: list[Reply] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    unanswered: list[tuple[str, str, str]] = field(default_factory=list)
-    ratings: list[tuple[str | None, int, str | None]] = field(default_factory=list)
-    comment: str | None = None  # attached to this conversation's latest rating
-
-    def say(self, text: str, buttons: tuple[Button, ...] = (), card_: dict | None = None) -> None:  # type: ignore[type-arg]
-        self.replies.append(Reply(text, tuple(buttons[:MAX_BUTTONS]), card_))
+__all__ = ["Ctx", "Outcome", "PlaceAware", "checklist", "step"]
+checklist = walk.checklist
 
 
 def _command(text: str) -> tuple[str, str] | None:
@@ -99,136 +72,143 @@ def step(conv: Conversation, text: str, u: Understood, ctx: Ctx) -> Outcome:
     out = Outcome()
     text = text.strip()
     cmd = _command(text)
-    intent = u.intent.intent
-
     if conv.mode is ConversationMode.WAITING_AGENT:
-        return _waiting(conv, text, out)
+        _waiting(conv, text, cmd, u, ctx, out)
+        return out
     if conv.mode is ConversationMode.CLOSED:
         conv.transition(ConversationMode.BOT)
         out.events.append(Event("mode", {"mode": conv.mode.value, "reason": "reopened"}))
+    _turn(conv, text, cmd, u, ctx, out)
+    return out
 
-    asked_human = bool(cmd and cmd[0] == "human") or (
-        not cmd and intent == "request_human" and u.intent.confidence >= 0.5 and not u.hits)
-    # While rating or commenting, "很满意" / "办事太慢了" answer the question just asked:
-    # a rating or a comment to record, not a complaint to hand off.
-    if conv.stage is Stage.RATING and not asked_human and _rating(conv, text, cmd, out):
-        return out
+
+def _asked_human(cmd: tuple[str, str] | None, u: Understood) -> bool:
+    return bool(cmd and cmd[0] == "human") or (
+        not cmd and u.intent.intent == "request_human" and u.intent.confidence >= 0.5
+        and not u.hits)
+
+
+def _real_question(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
+    """A question that deserves an answer even while the bot waits for something else."""
+    if u.hits and u.hits[0].score >= SWITCH_SCORE:
+        return True
+    return bool(conv.current and (u.topics or u.intent.intent in FOLLOW_UPS))
+
+
+def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
+          ctx: Ctx, out: Outcome) -> None:
+    learned = [] if cmd else _remember(conv, u)
+    asked_human = _asked_human(cmd, u)
+    intent = u.intent.intent
+
+    # 1. The answer to the bot's own question.
+    if conv.stage is Stage.RATING and not asked_human and closing.rating(conv, text, cmd, out):
+        return
     if conv.stage is Stage.COMMENT and not asked_human:
-        return _comment(conv, text, u, out)
-
+        if cmd or not (_real_question(conv, u, ctx) and _QUESTION.search(u.normalized)):
+            closing.comment(conv, text, u, ctx, out)
+            return
+        conv.stage = Stage.IDLE  # "社保卡丢了咋整" after a rating is a question, not a comment
     if asked_human or (not cmd and intent == "complain" and u.intent.confidence >= 0.5
                        and not u.hits):
-        reason = "complaint" if intent == "complain" and not cmd else "requested"
-        return _handoff(conv, out, reason)
-
-    # Stage-specific answers first: a "2" means something only while choosing.
+        closing.handoff(conv, out, "complaint" if intent == "complain" and not cmd
+                        else "requested")
+        return
     if conv.stage in (Stage.RATING, Stage.COMMENT):
-        conv.stage = Stage.IDLE  # not a rating or comment (checked above): a new message
+        conv.stage = Stage.IDLE
     elif conv.stage is Stage.CLARIFY:
-        picked = _pick(conv, text, cmd, u, ctx)
-        if picked is not None:
-            conv.options = []
-            conv.stage = Stage.IDLE
-            return _present(conv, picked, u, ctx, out, asked=None)
+        if _clarify_answer(conv, text, cmd, u, ctx, out):
+            return
     elif conv.stage is Stage.SITUATION:
         if _situation_answer(conv, text, cmd, u, ctx, out):
-            return out
-    elif (
-        conv.stage is Stage.WALK
-        and conv.walk is not None
-        and _walk_answer(conv, text, cmd, u, ctx, out)
-    ):
-        return out
+            return
+    elif conv.stage is Stage.WALK and conv.walk is not None:
+        if _walk_answer(conv, text, cmd, u, ctx, out):
+            return
 
     if cmd:
-        return _button(conv, cmd, ctx, out)
+        _button(conv, cmd, ctx, out)
+        return
+    if ctx.cues.act("resume_walk", text) and not u.hits and _resume(conv, ctx, out):
+        return
 
-    if _RESUME_WALK.search(text) and not u.hits:
-        if conv.walk is not None and not conv.walk.done:
-            conv.current = conv.walk.entry_id  # back to the item being checked
-            conv.stage = Stage.WALK
-            _ask_next_material(conv, ctx, out)
-            return out
-        e = _entry(ctx, conv)
-        if (e is not None and conv.after_situation == "walk"
-                and tuple(conv.pending_situation) in situations_needed(ctx.guide, e)):
-            # Left while answering 办事情形, before the first material: pick up there.
-            _start_walk(conv, e, ctx, out)
-            return out
+    # 2. A follow-up on the current item.
+    cur = _entry(ctx, conv)
+    if cur is not None and not _names_other(conv, u, ctx):
+        if _follow_up(conv, cur, u, ctx, out, learned):
+            conv.misses = 0
+            return
 
-    strong = bool(u.hits) and u.hits[0].score >= SWITCH_SCORE
-    new_topic = strong and u.hits[0].id != conv.current
-    if not new_topic and (intent in FOLLOW_UPS or _PERSONAL.search(text)):
+    # Small talk.
+    if not u.hits:
+        if intent == "thanks":
+            out.say("不客气！还有别的事可以继续问我。")
+            return
+        if intent == "goodbye":
+            closing.ask_rating(conv, out, "再见！走之前，请为这次服务打个分：")
+            return
+        if intent == "greet":
+            out.say(_welcome(), closing.suggestion_buttons(ctx))
+            return
+
+    # 3.–4. A new item, or a choice among close ones.
+    hits = u.hits
+    if not hits and u.candidates and (u.topics or intent in FOLLOW_UPS or intent == "ask_item") \
+            and u.confidence >= OPENER_CONFIDENCE and cur is None:
+        hits = u.candidates  # an opener with a question: "下个月登记结婚 户口本还要带吗"
+    if hits:
         conv.misses = 0
-        _follow_up(conv, intent, text, ctx, out)  # no current item: asks which one
-        return out
-
-    if intent == "thanks" and not u.hits:
-        out.say("不客气！还有别的事可以继续问我。")
-        return out
-    if intent == "goodbye" and not u.hits:
-        return _ask_rating(conv, out, "再见！走之前，请为这次服务打个分：")
-    if intent == "greet" and not u.hits:
-        out.say(_welcome(ctx), _suggestion_buttons(ctx))
-        return out
-
-    if u.hits:
-        conv.misses = 0
-        return _found(conv, u, ctx, out)
-    return _fallback(conv, text, u, ctx, out)
+        _found(conv, hits, u, ctx, out)
+        return
+    if cur is None and (u.topics or intent in FOLLOW_UPS) and not learned:
+        out.say("您想问哪个事项？说说您要办的事就行，比如“社保卡丢了”“孩子上户口”。",
+                closing.suggestion_buttons(ctx))
+        return
+    if learned:
+        out.say(f"好的，记下了：{'、'.join(learned)}。请说说您要办的事。",
+                closing.suggestion_buttons(ctx))
+        return
+    # 5.
+    closing.fallback(conv, text, u, ctx, out)
 
 
-def _welcome(ctx: Ctx) -> str:
+def _welcome() -> str:
     return ("您好，我是导办助手。请用一句话说说您要办的事，"
             "比如“孩子出生了要办啥”“社保卡丢了咋整”。")
 
 
-def _suggestion_buttons(ctx: Ctx, n: int = 3) -> tuple[Button, ...]:
-    out = []
-    for eid in ctx.suggestions[:n]:
-        e = ctx.guide.entry(eid)
-        if e is not None:
-            out.append(Button(e.name, f"/pick:{e.id}"))
-    return tuple(out)
+def _remember(conv: Conversation, u: Understood) -> list[str]:
+    """Store the facts the citizen stated; return the labels of the new ones."""
+    new = []
+    for s in u.slots:
+        if conv.slots.get(s.slot) != s.value:
+            conv.slots[s.slot] = s.value
+            new.append(s.label)
+    return new
 
 
-def _found(conv: Conversation, u: Understood, ctx: Ctx, out: Outcome) -> Outcome:
+def _facts_line(conv: Conversation, ctx: Ctx) -> str | None:
+    if not conv.slots:
+        return None
+    return "按您说的：" + "、".join(ctx.cues.label(k, v) for k, v in conv.slots.items())
+
+
+def _names_other(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
+    """Does the turn strongly name an item other than the current one?"""
+    if not u.hits:
+        return False
     top = u.hits[0]
-    close = [h for h in u.hits[:MAX_BUTTONS] if h.score >= top.score - CLARIFY_MARGIN]
-    if len(close) >= 2:
-        return _clarify(conv, close, out)
-    entry = ctx.guide.entry(top.id)
-    assert entry is not None
-    asked = u.intent.intent if u.intent.intent in FOLLOW_UPS else None
-    return _present(conv, entry, u, ctx, out, asked=asked)
+    if top.id == conv.current:
+        return False
+    if ctx.mentions(top.id, u.normalized) and not ctx.mentions(conv.current or "", u.normalized):
+        return top.score >= SWITCH_SCORE - 0.1
+    # Not named in so many words: "啥人能贷", "能领几个月的" stay with the current item
+    # unless retrieval is very sure.
+    return top.score >= SWITCH_UNNAMED
 
 
-def _clarify(conv: Conversation, hits: list[Hit], out: Outcome) -> Outcome:
-    conv.options = [h.id for h in hits]
-    conv.stage = Stage.CLARIFY
-    lines = ["您想办的是哪一项？点选或回复序号："]
-    lines += [f"{i}. {h.name}" for i, h in enumerate(hits, 1)]
-    out.say("\n".join(lines), tuple(Button(h.name, f"/pick:{h.id}") for h in hits))
-    return out
-
-
-def _present(
-    conv: Conversation, entry: Entry, u: Understood | None, ctx: Ctx, out: Outcome,
-    asked: str | None,
-) -> Outcome:
-    """The answer card for an entry; the topic switches cleanly to it."""
-    if conv.walk is not None and conv.walk.entry_id != entry.id and not conv.walk.done:
-        out.say(f"已暂停“{_name(ctx, conv.walk.entry_id)}”的材料核对，说“继续核对”可以回来。")
-    conv.current = entry.id
-    conv.stage = Stage.IDLE
-    conv.options = []
-    mats = applicable(ctx.guide, entry, conv.situations)
-    out.say(card_text(ctx.guide, entry, len(mats)), CARD_BUTTONS,
-            card(ctx.guide, entry, len(mats)))
-    out.events.append(Event("topic", {"entry": entry.id}))
-    if asked is not None:
-        _follow_up(conv, asked, u.text if u else "", ctx, out)
-    return out
+def _entry(ctx: Ctx, conv: Conversation) -> Entry | None:
+    return ctx.guide.entry(conv.current) if conv.current else None
 
 
 def _name(ctx: Ctx, eid: str | None) -> str:
@@ -236,44 +216,75 @@ def _name(ctx: Ctx, eid: str | None) -> str:
     return e.name if e else "该事项"
 
 
-def _entry(ctx: Ctx, conv: Conversation) -> Entry | None:
-    return ctx.guide.entry(conv.current) if conv.current else None
+# --- follow-ups --------------------------------------------------------------------------
 
 
-def _follow_up(conv: Conversation, intent: str, text: str, ctx: Ctx, out: Outcome) -> None:
-    e = _entry(ctx, conv)
-    if e is None:
-        out.say("您想问哪个事项？说说您要办的事就行。")
-        return
+def _topics(u: Understood) -> list[str]:
+    topics = list(u.topics)
+    if not topics and u.intent.intent in INTENT_TOPIC and u.intent.confidence >= 0.5:
+        topics = [INTENT_TOPIC[u.intent.intent]]
+    return topics
+
+
+_LOSS_WORDS = ("补领", "补发", "补办", "挂失", "补证", "补换")
+
+
+def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outcome,
+               learned: list[str]) -> bool:
+    topics = _topics(u)
+    if "lost" in topics and not any(w in e.name for w in _LOSS_WORDS):
+        loss = next((h for h in (u.hits or u.candidates)[:3]
+                     if h.id != e.id and any(w in h.name for w in _LOSS_WORDS)), None)
+        if loss is not None and (entry := ctx.guide.entry(loss.id)) is not None:
+            _present(conv, entry, [t for t in topics if t != "lost"], ctx, out,
+                     text=u.normalized)  # "结婚证丢了" → 补领婚姻登记证
+            return True
+    if learned and _variant_switch(conv, e, ctx, out):
+        return True
+    named = ctx.cues.materials_named(u.normalized)
+    if named and (not topics or topics == ["materials"]) and answers.material_question(
+            conv, e, named, ctx, out):
+        return True
+    for t in topics[:2]:
+        answer(conv, e, t, u.normalized, ctx, out)
+    if topics:
+        return True
+    faq = answers.faq_answer(e, u.normalized)
+    if faq is not None:
+        note = caveat(e)
+        out.say(f"“{e.name}”：{faq}" + (f"\n{note}" if note else ""))
+        return True
+    if learned:
+        line = f"好的，记下了：{'、'.join(learned)}。"
+        nxt = _next_situation(conv, e, ctx)
+        if conv.walk is None and nxt is None:
+            out.say(line + f"“{e.name}”还想了解什么？可以问：要带啥、在哪办、多久好、能代办吗。",
+                    CARD_BUTTONS)
+        else:
+            out.say(line, (Button("查看材料", "/materials"), Button("逐项核对材料", "/walk")))
+        return True
+    return False
+
+
+def answer(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx, out: Outcome) -> None:
     name = f"“{e.name}”"
     note = caveat(e)
-    if _PERSONAL.search(text):
-        agent = any("代" in c or "委托" in c for c in [*e.conditions, e.summary])
-        msg = f"{name}需要到现场{e.visits}次。" if e.visits else f"{name}不用到现场。"
-        if agent:
-            msg += "可以委托他人代办，代办人带上本人和代办人的身份证件及委托书。"
-        else:
-            msg += "能否由他人代办，请向窗口确认。"
-        out.say(msg)
-        return
-    if intent == "ask_time":
+    if topic == "time":
         out.say(f"{name}多久办好：{e.time_limit.text}" + (f"\n{note}" if note else ""))
-    elif intent == "ask_fee":
+    elif topic == "fee":
         out.say(f"{name}收费：{e.fee.text}" + (f"\n{note}" if note else ""))
-    elif intent == "ask_location":
+    elif topic == "location":
         _where(conv, e, ctx, out)
-    elif intent == "ask_online":
-        online = online_channels(e)
-        if online:
-            out.say(f"{name}可以这样办：\n" + "\n".join(online))
-        else:
-            out.say(f"{name}暂不支持网上办理，需要到{e.where.text}。")
-    elif intent == "ask_conditions":
-        conds = e.conditions or ["没有特别的条件限制。"]
+    elif topic == "online":
+        out.say(answers.online_answer(e))
+    elif topic == "conditions":
+        conds = e.conditions or ["指南里没有列出特别的条件。"]
         out.say(f"{name}谁能办：{'、'.join(a.value for a in e.audience)}\n" + "\n".join(
             f"· {c}" for c in conds[:4]))
-    elif intent == "ask_materials":
+    elif topic == "materials":
         _materials_list(conv, e, ctx, out)
+    else:
+        answers.answer_topic(conv, e, topic, text, ctx, out)
 
 
 def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
@@ -288,39 +299,342 @@ def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     for p in points:
         mark = "（示例地址，待核实）" if p.placeholder else ""
         lines.append(f"· {p.name}：{p.address}{mark}，{p.hours}")
-    phone = e.phone or HOTLINE
-    lines.append(f"咨询电话：{phone}")
+    lines.append(f"咨询电话：{e.phone or HOTLINE}")
     out.say("\n".join(lines))
 
 
 def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+    nxt = _next_situation(conv, e, ctx)
+    if nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+        _materials_list(conv, e, ctx, out)  # a remembered fact answered it: list again
+        return
+    if nxt is not None:
+        conv.after_situation = "list"
+        out.say("先确认一下您的情况，材料会不一样。")
+        _ask_situation(conv, nxt[0], nxt[1], out)
+        return
     mats = applicable(ctx.guide, e, conv.situations)
     lines = [f"“{e.name}”需要{len(mats)}项材料："]
-    lines += [f"{i}. {material_line(ctx.guide, m)}" for i, m in enumerate(mats, 1)]
-    pending = [s for s in situations_needed(ctx.guide, e)
-               if s[1] not in conv.situations.get(s[0], {})]
-    if pending:
-        lines.append("标“特定情形需要”的，要看您的具体情况。点“逐项核对材料”，我帮您一项项确认。")
-    out.say("\n".join(lines), (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"),
-                               Button("转人工", "/human")))
+    if isinstance(e, Bundle):  # grouped by member item; a shared material under its first
+        n = 0
+        for item in [ctx.guide.items[m] for m in e.members if m in ctx.guide.items]:
+            own = [m for m in mats if m.used_by and m.used_by[0] == item.id]
+            if own:
+                lines.append(f"【{item.name}】")
+                for m in own:
+                    n += 1
+                    lines.append(f"{n}. {material_line(ctx.guide, m)}")
+    else:
+        lines += [f"{i}. {material_line(ctx.guide, m)}" for i, m in enumerate(mats, 1)]
+    facts = _facts_line(conv, ctx)
+    if facts:
+        lines.append(facts)
+    out.say("\n".join(x for x in lines if x),
+            (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"), Button("转人工", "/human")))
 
 
-def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) -> Outcome:
+def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> bool:
+    """A stated fact that picks a sibling variant ("我是外地户口" on 入学 → 随迁子女入学)."""
+    siblings = [s for s in ctx.family(e.id) if s != e.id]
+    siblings += [i for i in _related(e, ctx) if i not in siblings and i != e.id]
+    chosen = _variant_by_slots(conv, [e.id, *siblings], ctx)
+    if chosen is None or chosen == e.id:
+        return False
+    other = ctx.guide.entry(chosen)
+    if other is None:
+        return False
+    _present(conv, other, [], ctx, out, lead=f"按您的情况，应该办“{other.name}”：")
+    return True
+
+
+def _related(e: Entry, ctx: Ctx) -> list[str]:
+    """Items of the same bundles: where variants of one life event live."""
+    out: list[str] = []
+    for b in ctx.bundles_of.get(e.id, []):
+        bundle = ctx.guide.bundles.get(b)
+        if bundle is not None:
+            out.extend(bundle.members)
+    return out
+
+
+def _variant_by_slots(conv: Conversation, ids: list[str], ctx: Ctx) -> str | None:
+    if not conv.slots:
+        return None
+    matched = []
+    for eid in ids:
+        terms = " ".join(ctx.terms.get(eid, []))
+        if any(w in terms for (slot, value), words in ctx.cues.variants.items()
+               if conv.slots.get(slot) == value for w in words):
+            matched.append(eid)
+    return matched[0] if len(matched) == 1 else None
+
+
+# --- new items, clarification, presentation ------------------------------------------------
+
+
+def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Outcome) -> None:
+    top = hits[0]
+    topics = _topics(u)
+    chosen = _bundle_or_member(hits, u.normalized, ctx, together=ctx.cues.act(
+        "together", u.normalized))
+    if chosen is None:
+        near = [h.id for h in hits if h.score >= top.score - VARIANT_MARGIN]
+        chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
+    if chosen is None:
+        close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
+        family = ctx.family(top.id)
+        specific = ctx.mentions(top.id, u.normalized)
+        vague_family = bool(family) and (specific is None or specific in family_words(ctx, top.id))
+        if vague_family and len(close) >= 2 and any(h.id in family for h in close[1:]):
+            _clarify(conv, _ordered([*family, *(h.id for h in close)], ctx), ctx, out)
+            return
+        if len(close) >= 2:
+            _clarify(conv, _ordered([h.id for h in close], ctx), ctx, out)
+            return
+        chosen = top.id
+    entry = ctx.guide.entry(chosen)
+    assert entry is not None
+    _present(conv, entry, topics, ctx, out, text=u.normalized)
+
+
+def family_words(ctx: Ctx, entry_id: str) -> set[str]:
+    """Terms shared by the whole family (住房公积金提取): they name no variant."""
+    e = ctx.guide.entry(entry_id)
+    if e is None:
+        return set()
+    key = family_key(e.name).lower()
+    return {t for t in ctx.terms.get(entry_id, []) if t in key or key in t}
+
+
+def _names_variant(entry_id: str, text: str, ctx: Ctx) -> bool:
+    e = ctx.guide.entry(entry_id)
+    if e is None:
+        return False
+    shared = family_words(ctx, entry_id)
+    return any(t in text for t in ctx.terms.get(entry_id, []) if t not in shared)
+
+
+def _ordered(ids: list[str], ctx: Ctx) -> list[str]:
+    seen: list[str] = []
+    for i in ids:
+        if i not in seen and ctx.guide.entry(i) is not None:
+            seen.append(i)
+    first = seen[:1]
+    rest = sorted(seen[1:], key=lambda i: -ctx.popularity(i))
+    # The best match stays in front unless a sibling is clearly more common.
+    if first and rest and ctx.popularity(rest[0]) > ctx.popularity(first[0]) + 20:
+        return sorted(seen, key=lambda i: -ctx.popularity(i))
+    return first + rest
+
+
+def _bundle_or_member(hits: list[Hit], text: str, ctx: Ctx, *, together: bool) -> str | None:
+    """Several members of one 一件事 named, or "一起办" → the bundle; one member of a bundle
+    hit → that member (the bundle is offered beside it)."""
+    bundles = {h.id for h in hits if h.kind == "bundle"}
+    for h in hits[:3]:
+        bundles.update(ctx.bundles_of.get(h.id, []))
+    top = hits[0]
+    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
+    for h in close:
+        bundle = ctx.guide.bundles.get(h.id)
+        if bundle is None:
+            continue
+        if together or any(c.id in bundle.members for c in close if c.id != h.id):
+            return h.id  # the 一件事 and its own member are equally likely: the whole
+    for b in sorted(bundles):
+        bundle = ctx.guide.bundles.get(b)
+        if bundle is None:
+            continue
+        named = [m for m in bundle.members if ctx.mentions(m, text)]
+        if len(named) >= 2:
+            return b
+        if hits[0].id == b and len(named) == 1 and not ctx.mentions(b, text):
+            return named[0]
+    return None
+
+
+def _clarify(conv: Conversation, ids: list[str], ctx: Ctx, out: Outcome) -> None:
+    conv.options = ids
+    conv.stage = Stage.CLARIFY
+    conv.reasks = 0
+    conv.confirm = ""
+    shown = ids[:5]
+    lines = ["您想办的是哪一项？点选或回复序号，也可以直接说（比如“租房的”）："]
+    lines += [f"{i}. {_name(ctx, eid)}" for i, eid in enumerate(shown, 1)]
+    if len(ids) > 5:
+        lines.append("还有：" + "、".join(_short(ctx, eid) for eid in ids[5:]))
+    out.say("\n".join(lines), tuple(Button(_name(ctx, eid), f"/pick:{eid}") for eid in shown))
+
+
+def _short(ctx: Ctx, eid: str) -> str:
+    name = _name(ctx, eid)
+    b = BRACKET.findall(name)
+    return b[-1] if b else name
+
+
+def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out: Outcome,
+             *, text: str = "", lead: str = "") -> None:
+    """The answer card for an entry; the topic switches cleanly to it. A question carried
+    by the same message ("户口本还要带吗") is answered right after the card."""
+    if conv.walk is not None and conv.walk.entry_id != entry.id and not conv.walk.done:
+        out.say(f"已暂停“{_name(ctx, conv.walk.entry_id)}”的材料核对，说“继续核对”可以回来。")
+    conv.current = entry.id
+    conv.stage = Stage.IDLE
+    conv.options = []
+    conv.reasks = 0
+    conv.confirm = ""
+    mats = applicable(ctx.guide, entry, conv.situations)
+    body = card_text(ctx.guide, entry, len(mats))
+    facts = _facts_line(conv, ctx)
+    extra = [x for x in (lead, body, facts) if x]
+    buttons = CARD_BUTTONS
+    if isinstance(entry, ServiceItem):
+        together = [b for b in ctx.bundles_of.get(entry.id, []) if b in ctx.guide.bundles]
+        if together:  # "还可以一起办": the 一件事 this item belongs to
+            buttons = (*CARD_BUTTONS, Button(f"一起办：{_name(ctx, together[0])}",
+                                             f"/pick:{together[0]}"))
+    if text:
+        _situations_from_text(conv, entry, text, ctx)
+    out.say("\n".join(extra), buttons, card(ctx.guide, entry, len(mats)))
+    out.events.append(Event("topic", {"entry": entry.id}))
+    named = ctx.cues.materials_named(text) if text else []
+    if named and (not topics or topics == ["materials"]) and answers.material_question(
+            conv, entry, named, ctx, out):
+        return
+    covered = {t for t, words in _ITEM_COVERS.items() if any(w in entry.name for w in words)}
+    for t in [t for t in topics if t not in covered][:2]:
+        answer(conv, entry, t, text, ctx, out)
+
+
+# A question the item itself answers: "身份证丢了" finds 补领; its card is the answer.
+_ITEM_COVERS = {"lost": ("补领", "补发", "补换", "挂失", "补办", "补证"),
+                "expired": ("换领", "换证", "换发", "延续", "期满"),
+                "conditions": ("",)}
+
+
+def _situations_from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
+    """"社保卡丢了咋整" already answers 丢了还是坏了: never ask what was just said."""
+    for item_id, sid in situations_needed(ctx.guide, e):
+        if sid in conv.situations.get(item_id, {}):
+            continue
+        item = ctx.guide.items[item_id]
+        m = match(text, _sit_options(item, sid), ctx.cues)
+        if m is not None and m.sure and m.why != "number":
+            conv.situations.setdefault(item_id, {})[sid] = m.option
+
+
+def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
+                    u: Understood, ctx: Ctx, out: Outcome) -> bool:
+    if cmd and cmd[0] == "pick":
+        return False  # the button handler presents it
+    if cmd and cmd[0] in ("yes", "no"):
+        pass
+    elif cmd:
+        return False
+    opts = []
+    for oid in conv.options:
+        e = ctx.guide.entry(oid)
+        if e is not None:
+            opts.append(Option(oid, _short(ctx, oid), (e.name, *e.aliases)))
+    pending = conv.confirm
+    asks = bool(u.topics) or u.intent.intent in FOLLOW_UPS
+    strong_other = bool(u.hits) and u.hits[0].score >= SWITCH_SCORE \
+        and u.hits[0].id not in conv.options
+    if asks and not strong_other and (pending or conv.options) \
+            and ctx.cues.answer(text) != "no":
+        # A question instead of a choice ("去哪补"): answer it for the option just
+        # confirmed, or the most likely one, and say so.
+        picked = pending or conv.options[0]
+        e = ctx.guide.entry(picked)
+        if e is not None:
+            conv.confirm = ""
+            _present(conv, e, _topics(u), ctx, out, text=u.normalized,
+                     lead=f"按“{e.name}”回答您（不是这项的话，请重新说一下要办的事）：")
+            return True
+    picked = _resolve(conv, text, cmd, u, opts, ctx, out, kind="pick")
+    if picked is None:
+        return bool(out.replies)
+    e = ctx.guide.entry(picked)
+    if e is None:
+        return False
+    _present(conv, e, _topics(u), ctx, out, text=u.normalized)
+    return True
+
+
+def _resolve(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
+             opts: list[Option], ctx: Ctx, out: Outcome, *, kind: str) -> str | None:
+    """Map a reply onto the offered options: chosen id, or None having replied (re-ask,
+    confirmation) or not (a new question: the caller goes on)."""
+    if conv.confirm:
+        said = "yes" if cmd == ("yes", "") else "no" if cmd == ("no", "") else \
+            ctx.cues.answer(text)
+        pending, conv.confirm = conv.confirm, ""
+        if said == "yes":
+            return pending
+        if said == "no":
+            out.say("好的，请从下面选一个：", _option_buttons(opts, kind))
+            return None
+    m = match(text, opts, ctx.cues)
+    if m is not None and m.sure:
+        return m.option
+    if u.hits and u.hits[0].score >= SWITCH_SCORE and u.hits[0].id not in [o.id for o in opts]:
+        return None  # a full new question
+    if m is not None:
+        conv.confirm = m.option
+        label = next(o.label for o in opts if o.id == m.option)
+        out.say(f"您是说“{label}”吗？", CONFIRM_BUTTONS)
+        return None
+    if kind == "pick" and u.hits and u.hits[0].id in [o.id for o in opts]:
+        return u.hits[0].id
+    if u.topics or u.intent.intent in FOLLOW_UPS:
+        return None  # a question: answered by the caller
+    if u.hits:
+        return None
+    if u.intent.intent == "dont_know" or ctx.cues.act("unsure", text):
+        out.say("不确定的话，可以先问问家人或窗口；也可以转人工帮您判断。",
+                (*_option_buttons(opts, kind)[:4], closing_human()))
+        return None
+    if conv.reasks == 0:
+        conv.reasks = 1
+        out.say("没太听明白您选的是哪个，请点选或回复序号：", _option_buttons(opts, kind))
+        return None
+    conv.reasks = 0
+    conv.stage = Stage.IDLE  # asked twice: buttons stay usable, free text goes on normally
+    out.say("我还是没看明白。请直接点下面的按钮；也可以转人工，帮办人员帮您判断。",
+            (*_option_buttons(opts, kind)[:4], closing_human()))
+    return None
+
+
+def closing_human() -> Button:
+    return Button("转人工", "/human")
+
+
+def _option_buttons(opts: list[Option], kind: str) -> tuple[Button, ...]:
+    prefix = "/pick:" if kind == "pick" else "/sit:"
+    return tuple(Button(o.label if kind == "sit" else o.label, prefix + o.id) for o in opts[:5])
+
+
+def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) -> None:
     name, arg = cmd
     if name == "pick":
         e = ctx.guide.entry(arg)
         if e is None:
             out.say("这个选项已失效，请重新说说您要办的事。")
-            return out
-        return _present(conv, e, None, ctx, out, asked=None)
+            return
+        _present(conv, e, [], ctx, out)
+        return
     if name == "rate":
         conv.stage = Stage.RATING
-        if _rating(conv, arg, ("rate", arg), out):
-            return out
+        if closing.rating(conv, arg, ("rate", arg), out):
+            return
+    if name == "sit" and conv.pending_situation:
+        conv.stage = Stage.SITUATION
+        if _situation_answer(conv, f"/sit:{arg}", cmd, None, ctx, out):
+            return
     e = _entry(ctx, conv)
     if e is None:
-        out.say("请先说说您要办什么事。", _suggestion_buttons(ctx))
-        return out
+        out.say("请先说说您要办什么事。", closing.suggestion_buttons(ctx))
+        return
     if name == "materials":
         _materials_list(conv, e, ctx, out)
     elif name == "walk":
@@ -328,8 +642,7 @@ def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) ->
     elif name == "where":
         _where(conv, e, ctx, out)
     else:
-        out.say("没看懂这个操作，请换个说法。")
-    return out
+        out.say("这个按钮已失效，请直接说说您想问什么。")
 
 
 # --- 办事情形 ----------------------------------------------------------------------------
@@ -342,366 +655,193 @@ def _next_situation(conv: Conversation, e: Entry, ctx: Ctx) -> tuple[ServiceItem
     return None
 
 
+def _sit_options(item: ServiceItem, sid: str) -> list[Option]:
+    sit = next(s for s in item.situations if s.id == sid)
+    return [Option(o.id, o.label, tuple(o.synonyms)) for o in sit.options]
+
+
+def _answer_from_slots(conv: Conversation, item: ServiceItem, sid: str, ctx: Ctx,
+                       out: Outcome) -> bool:
+    """Answer a 办事情形 question from what the citizen already said; never ask again."""
+    if not conv.slots:
+        return False
+    known = set(conv.slots.items())
+    hit = []
+    for o in _sit_options(item, sid):
+        words = " ".join((o.label, *o.synonyms)).lower()
+        own = {(s.slot, s.value) for s in ctx.cues.slots(words, answer_only=True)}
+        if own & known:
+            hit.append(o)
+    if len(hit) != 1:
+        return False
+    conv.situations.setdefault(item.id, {})[sid] = hit[0].id
+    out.say(f"按您说的，按“{hit[0].label}”准备材料。")
+    return True
+
+
 def _ask_situation(conv: Conversation, item: ServiceItem, sid: str, out: Outcome) -> None:
     sit = next(s for s in item.situations if s.id == sid)
     conv.stage = Stage.SITUATION
     conv.pending_situation = [item.id, sid]
+    conv.reasks = 0
+    conv.confirm = ""
     lines = [sit.question] + [f"{i}. {o.label}" for i, o in enumerate(sit.options, 1)]
+    lines.append("也可以直接用自己的话说。")
     out.say("\n".join(lines), tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options))
 
 
-def _situation_answer(
-    conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood, ctx: Ctx,
-    out: Outcome,
-) -> bool:
+def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
+                      u: Understood | None, ctx: Ctx, out: Outcome) -> bool:
+    if len(conv.pending_situation) != 2:
+        conv.stage = Stage.IDLE
+        return False
     item_id, sid = conv.pending_situation
     item = ctx.guide.items.get(item_id)
     sit = next((s for s in item.situations if s.id == sid), None) if item else None
     if item is None or sit is None:
         conv.stage = Stage.IDLE
         return False
-    chosen = None
+    opts = _sit_options(item, sid)
+    chosen: str | None = None
     if cmd and cmd[0] == "sit":
-        chosen = next((o.id for o in sit.options if o.id == cmd[1]), None)
-    elif u.hits and u.hits[0].score >= SWITCH_SCORE:
-        conv.stage = Stage.IDLE
+        chosen = next((o.id for o in opts if o.id == cmd[1]), None)
+    elif cmd and cmd[0] not in ("yes", "no"):
         return False
-    else:
-        idx = _number(text)
-        if idx is not None and 1 <= idx <= len(sit.options):
-            chosen = sit.options[idx - 1].id
-        else:
-            chosen = _best_label(text, [(o.id, [o.label]) for o in sit.options])
-    if chosen is None:
-        buttons = tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options)
-        if _LEAVE_WALK.search(text):
+    elif u is not None:
+        if ctx.cues.act("leave_walk", text) and not u.hits:
             conv.stage = Stage.IDLE
             out.say("好的，先不核对了。想继续时说“继续核对”。", (Button("继续核对", "/walk"),))
             return True
-        if u.intent.intent == "dont_know":
-            out.say("不确定的话，可以先问问家人或窗口；也可以转人工帮您判断。",
-                    (*buttons, Button("转人工", "/human")))
-            return True
-        if cmd or u.intent.intent in ("choose", "affirm", "deny"):
-            out.say("请从下面选一个：", buttons)
-            return True
-        conv.stage = Stage.IDLE  # a new question: the caller handles it; the answer can wait
-        return False
+        chosen = _resolve(conv, text, cmd, u, opts, ctx, out, kind="sit")
+        if chosen is None:
+            if out.replies:
+                return True
+            if u.topics and conv.current and not _names_other(conv, u, ctx):
+                e = _entry(ctx, conv)
+                if e is not None:  # a question about the item: answer, then ask again
+                    for t in _topics(u)[:2]:
+                        answer(conv, e, t, u.normalized, ctx, out)
+                    _ask_situation(conv, item, sid, out)
+                    return True
+            conv.stage = Stage.IDLE  # a new question: the caller handles it
+            return False
+    if chosen is None:
+        out.say("请从下面选一个：", _option_buttons(opts, "sit"))
+        return True
     conv.situations.setdefault(item_id, {})[sid] = chosen
     conv.pending_situation = []
+    label = next(o.label for o in opts if o.id == chosen)
+    out.say(f"好的：{label}。")
     e = _entry(ctx, conv)
     if e is None:
         conv.stage = Stage.IDLE
         return True
-    nxt = _next_situation(conv, e, ctx)
-    if nxt is not None:
-        _ask_situation(conv, nxt[0], nxt[1], out)
-        return True
+    _after_situation(conv, e, ctx, out)
+    return True
+
+
+def _after_situation(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+    while (nxt := _next_situation(conv, e, ctx)) is not None:
+        if not _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+            _ask_situation(conv, nxt[0], nxt[1], out)
+            return
     conv.stage = Stage.IDLE
     if conv.after_situation == "walk":
         _start_walk(conv, e, ctx, out)
     else:
         _materials_list(conv, e, ctx, out)
-    return True
 
 
 # --- materials walkthrough ---------------------------------------------------------------
 
 
 def _start_walk(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+    conv.after_situation = "walk"
     nxt = _next_situation(conv, e, ctx)
+    while nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+        nxt = _next_situation(conv, e, ctx)
     if nxt is not None:
-        conv.after_situation = "walk"
         out.say("先确认一下您的情况，材料会不一样。")
         _ask_situation(conv, nxt[0], nxt[1], out)
         return
-    if conv.walk is not None and conv.walk.entry_id == e.id and not conv.walk.done:
+    walk.start(conv, e, ctx, out)
+
+
+def _resume(conv: Conversation, ctx: Ctx, out: Outcome) -> bool:
+    if conv.walk is not None and not conv.walk.done:
+        conv.current = conv.walk.entry_id  # back to the item being checked
         conv.stage = Stage.WALK
-        out.say("接着上次的进度核对。")
-        _ask_next_material(conv, ctx, out)
-        return
-    mats = applicable(ctx.guide, e, conv.situations)
-    conv.walk = Walk(e.id, [m.ref for m in mats])
-    conv.stage = Stage.WALK
-    out.say(f"好的，我们一项一项核对“{e.name}”的{len(mats)}项材料。随时说“先不核对了”可以退出。")
-    out.events.append(Event("walk", {"entry": e.id, "materials": len(mats)}))
-    _ask_next_material(conv, ctx, out)
+        walk.ask_next(conv, ctx, out)
+        return True
+    e = _entry(ctx, conv)
+    if (e is not None and conv.after_situation == "walk"
+            and tuple(conv.pending_situation) in situations_needed(ctx.guide, e)):
+        _start_walk(conv, e, ctx, out)  # left while answering 办事情形: pick up there
+        return True
+    return False
 
 
-def _merged(conv: Conversation, ctx: Ctx) -> dict[str, MergedMaterial]:
-    assert conv.walk is not None
-    e = ctx.guide.entry(conv.walk.entry_id)
-    return {m.ref: m for m in applicable(ctx.guide, e, conv.situations)} if e else {}
-
-
-def _ask_next_material(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
-    walk = conv.walk
-    assert walk is not None
-    by_ref = _merged(conv, ctx)
-    skipped = []
-    while walk.queue:
-        ref = walk.queue[0]
-        m = by_ref.get(ref)
-        if m is None:
-            walk.queue.pop(0)
-            continue
-        reason = skip_reason(m.use)
-        if reason is not None:
-            walk.answers[ref] = "skipped"
-            walk.queue.pop(0)
-            skipped.append(f"{book(m.name)}：{reason}。")
-            continue
-        if skipped:
-            out.say("这些不用准备：\n" + "\n".join(skipped))
-        total = len(walk.answers) + len(walk.queue)
-        n = len(walk.answers) + 1
-        out.say(
-            f"（{n}/{total}）您是否已准备好{book(m.name)}{m.use.form.value}"
-            + (f"{m.use.copies}份" if m.use.copies > 1 else "") + "？",
-            (Button("有", "/have"), Button("没有", "/missing"), Button("不清楚", "/unsure")),
-        )
-        return
-    if skipped:
-        out.say("这些不用准备：\n" + "\n".join(skipped))
-    _finish_walk(conv, ctx, out)
-
-
-def _walk_answer(
-    conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood, ctx: Ctx,
-    out: Outcome,
-) -> bool:
-    walk = conv.walk
-    assert walk is not None
-    if not walk.queue:
+def _walk_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
+                 ctx: Ctx, out: Outcome) -> bool:
+    m = walk.current_material(conv, ctx)
+    if m is None:
         return False
-    ref = walk.queue[0]
-    m = _merged(conv, ctx).get(ref)
-    answer = None
+    said = None
     if cmd and cmd[0] in ("have", "missing", "unsure"):
-        answer = cmd[0]
-    elif _YES.match(text) or (u.intent.intent == "affirm" and len(text) <= 6):
-        answer = "have"
-    elif _NO.match(text) or (u.intent.intent == "deny" and len(text) <= 8):
-        answer = "missing"
-    elif _UNSURE.match(text) or (u.intent.intent == "dont_know" and len(text) <= 8):
-        answer = "unsure"
-    elif _LEAVE_WALK.search(text) and not u.hits:
+        said = cmd[0]
+    elif cmd:
+        return False
+    else:
+        closed = ctx.cues.answer(text)
+        intent = u.intent.intent
+        if closed == "unsure" or (intent == "dont_know" and len(text) <= 8):
+            said = "unsure"
+        elif closed == "no" or (intent == "deny" and len(text) <= 8):
+            said = "missing"
+        elif closed == "yes" or (intent == "affirm" and len(text) <= 6):
+            said = "have"
+    if said is not None:
+        walk.record(conv, {"have": "have", "missing": "missing"}.get(said, "unsure"), ctx, out)
+        return True
+    if ctx.cues.act("leave_walk", text) and not u.hits:
         conv.stage = Stage.IDLE
         out.say("好的，已暂停核对，进度给您留着。想继续时说“继续核对”。",
                 (Button("继续核对", "/walk"), Button("转人工", "/human")))
         return True
-    if answer is None or m is None:
-        if u.hits and u.hits[0].score >= SWITCH_SCORE:
-            return False  # a new question: the caller switches topic
-        if cmd or not u.hits:
-            out.say(f"请回答是否已准备好{book(m.name) if m is not None else '这项材料'}：",
-                    (Button("有", "/have"), Button("没有", "/missing"),
-                     Button("不清楚", "/unsure")))
-            return True
-        return False
-    walk.queue.pop(0)
-    mat = ctx.guide.materials.get(ref)
-    if answer == "have":
-        walk.answers[ref] = "ready"
-    elif answer == "missing":
-        walk.answers[ref] = "missing"
-        lines = [f"{book(m.name)}的办法：{mat.how_to_get if mat else '请向窗口咨询。'}"]
-        if m.use.necessity is Necessity.DEFERRABLE:
-            lines.append("这项可以容缺受理：可先办理，之后再补交。")
-            walk.answers[ref] = "deferrable"
-        elif m.use.necessity is Necessity.COMMITMENT:
-            lines.append("这项可以签一份告知承诺书代替，不用另外开证明。")
-            walk.answers[ref] = "commitment"
-        out.say("\n".join(lines))
-    else:
-        walk.answers[ref] = "unsure"
-        desc = (mat.description or mat.how_to_get) if mat else "请向窗口咨询。"
-        out.say(f"{book(m.name)}是指：{desc}\n先记为“待确认”，办理前再核实一下。")
-    _ask_next_material(conv, ctx, out)
-    return True
-
-
-def checklist(conv: Conversation, ctx: Ctx) -> dict[str, list[str]] | None:
-    """The citizen's personal checklist: ready / to get / not needed."""
-    if conv.walk is None:
-        return None
-    names = {ref: (ctx.guide.materials[ref].name if ref in ctx.guide.materials else ref)
-             for ref in [*conv.walk.answers, *conv.walk.queue]}
-    out: dict[str, list[str]] = {"ready": [], "to_get": [], "not_needed": [], "pending": []}
-    for ref, a in conv.walk.answers.items():
-        n = names[ref]
-        if a == "ready":
-            out["ready"].append(n)
-        elif a == "skipped":
-            out["not_needed"].append(n)
-        elif a == "deferrable":
-            out["to_get"].append(f"{n}（可容缺后补）")
-        elif a == "commitment":
-            out["to_get"].append(f"{n}（可签告知承诺书代替）")
-        elif a == "unsure":
-            out["to_get"].append(f"{n}（待确认）")
-        else:
-            out["to_get"].append(n)
-    out["pending"] = [names[r] for r in conv.walk.queue]
-    return out
-
-
-def _finish_walk(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
-    walk = conv.walk
-    assert walk is not None
-    walk.done = True
-    conv.stage = Stage.IDLE
-    cl = checklist(conv, ctx) or {}
-    e = ctx.guide.entry(walk.entry_id)
-    lines = [f"“{e.name if e else ''}”材料清单："]
-    for title, key in (("✔ 已备好", "ready"), ("✘ 还要准备", "to_get"), ("○ 不用准备", "not_needed")):
-        if cl.get(key):
-            lines.append(f"{title}：" + "、".join(cl[key]))
-    lines.append(f"在哪办：{e.where.text}" if e else "")
-    out.say("\n".join(x for x in lines if x), (), {"type": "checklist", "entry": walk.entry_id,
-                                                   **{k: v for k, v in cl.items() if k != "pending"}})
-    out.events.append(Event("checklist", {"entry": walk.entry_id, **cl}))
-    _ask_rating(conv, out, "核对完了。请为这次服务打个分：")
-
-
-# --- rating, handoff, fallback ----------------------------------------------------------
-
-
-def _ask_rating(conv: Conversation, out: Outcome, text: str) -> Outcome:
-    conv.stage = Stage.RATING
-    conv.rating_for = conv.current
-    out.say(text, RATING_BUTTONS)
-    return out
-
-
-def _rating(conv: Conversation, text: str, cmd: tuple[str, str] | None, out: Outcome) -> bool:
-    score = None
-    if cmd and cmd[0] == "rate" and cmd[1].isdigit():
-        score = int(cmd[1])
-    else:
-        t = text.strip()
-        for word, s in _RATING_WORDS:
-            if word in t:
-                score = s
-                break
-        if score is None and t[:1] in "12345" and len(t) <= 3:
-            score = int(t[:1])
-    if score not in RATINGS:
-        conv.stage = Stage.IDLE
-        return False  # not a rating: treat the message normally
-    conv.stage = Stage.COMMENT
-    out.ratings.append((conv.rating_for, score, None))
-    out.events.append(Event("rating", {"entry": conv.rating_for, "score": score}))
-    out.say(f"谢谢您的评价：{RATINGS[score]}。还有什么意见或建议吗？（可直接输入，没有请回复“没有”）",
-            (Button("没有", "/nocomment"),))
-    return True
-
-
-def _comment(conv: Conversation, text: str, u: Understood, out: Outcome) -> Outcome:
-    conv.stage = Stage.IDLE
-    if text in ("/nocomment", "没有", "没", "不用了", "无") or u.intent.intent == "deny":
-        out.say("好的，祝您办事顺利！")
-        return out
-    out.comment = text[:500]
-    out.events.append(Event("rating_comment", {"entry": conv.rating_for, "comment": text[:500]}))
-    if u.intent.intent == "complain" and u.intent.confidence >= 0.5:
-        out.say("您的意见已记下，会转给相关部门。需要人工帮办可以点“转人工”。",
-                (Button("转人工", "/human"),))
-        return out
-    out.say("您的意见已记下，会转给相关部门。祝您办事顺利！")
-    return out
-
-
-def _handoff(conv: Conversation, out: Outcome, reason: str) -> Outcome:
-    if conv.mode is ConversationMode.BOT:
-        conv.transition(ConversationMode.WAITING_AGENT)
-    conv.stage = Stage.IDLE
-    out.events.append(Event("mode", {"mode": conv.mode.value, "reason": reason}))
-    lead = "很抱歉给您带来不便。" if reason == "complaint" else ""
-    out.say(
-        f"{lead}已为您转人工帮办，请稍候。\n人工服务时间：{DESK_HOURS}。"
-        f"\n您可以先留言，帮办人员上线后会看到；急事请拨打政务服务便民热线 {HOTLINE}。",
-        (Button("返回机器人", "/bot"),),
-    )
-    return out
-
-
-def _waiting(conv: Conversation, text: str, out: Outcome) -> Outcome:
-    if text == "/bot" or _BACK_TO_BOT.search(text):
-        conv.transition(ConversationMode.BOT)
-        out.events.append(Event("mode", {"mode": conv.mode.value, "reason": "citizen"}))
-        out.say("好的，已回到导办助手。请说说您要办的事。")
-        return out
-    out.events.append(Event("message_for_agent", {"text": text}))
-    out.say(f"您的留言已记下，帮办人员接入后会第一时间看到。急事请拨打 {HOTLINE}。",
-            (Button("返回机器人", "/bot"),))
-    return out
-
-
-def _fallback(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcome) -> Outcome:
-    conv.misses += 1
-    oos = u.intent.intent == "out_of_scope"
-    out.unanswered.append((text[:1000], u.normalized[:1000], "out_of_scope" if oos else "no_match"))
-    if conv.misses >= 2:
-        out.say("抱歉，我还是没找到合适的事项。要不要转人工帮办帮您看看？",
-                (Button("转人工", "/human"), *_suggestion_buttons(ctx, 2)))
-        return out
-    if oos:
-        out.say("这个问题我帮不上忙。我能帮您查政务服务事项：怎么办、带什么材料、在哪办、多久好。"
-                "比如“孩子出生了要办啥”。", _suggestion_buttons(ctx))
-        return out
-    out.say("抱歉，没太明白您要办的事。可以换个说法，比如说清楚是什么证件、遇到了什么情况。"
-            "大家常问的有：", _suggestion_buttons(ctx))
-    return out
-
-
-def _number(text: str) -> int | None:
-    m = _CHOICE_NUM.match(text.strip())
-    return _NUM[m.group(1)] if m else None
-
-
-def _best_label(text: str, options: list[tuple[str, list[str]]]) -> str | None:
-    """The option sharing the longest run of characters with ``text``; ties go to the
-    option whose label has the fewest other characters ("婚生的" → 婚生, not 非婚生)."""
-    t = re.sub(r"(的|吧|呢|啊|那个|这个|就是|我要|选)", "", text)
-    if not t:
-        return None
-    scored = []
-    for oid, labels in options:
-        best = (0, 0)
-        for label in labels:
-            for size in range(min(len(t), len(label)), 1, -1):
-                if any(t[i : i + size] in label for i in range(len(t) - size + 1)):
-                    best = max(best, (size, -(len(label) - size)))
-                    break
-        scored.append((best, oid))
-    scored.sort(reverse=True)
-    if scored and scored[0][0][0] >= 2 and (len(scored) == 1 or scored[0][0] > scored[1][0]):
-        return scored[0][1]
-    return None
-
-
-def _pick(
-    conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood, ctx: Ctx
-) -> Entry | None:
-    if cmd and cmd[0] == "pick":
-        return ctx.guide.entry(cmd[1])
-    if cmd:
-        return None
-    idx = _number(text)
-    if idx is not None and 1 <= idx <= len(conv.options):
-        return ctx.guide.entry(conv.options[idx - 1])
+    if _names_other(conv, u, ctx):
+        return False  # a new question: the caller switches topic
+    e = _entry(ctx, conv)
+    topics = _topics(u)
+    if e is not None and (topics or ctx.cues.materials_named(u.normalized)):
+        for t in topics[:2]:
+            if t == "materials":
+                continue
+            answer(conv, e, t, u.normalized, ctx, out)
+        out.say(f"接着核对：{walk.question(m)}", walk.WALK_BUTTONS)
+        return True
     if u.hits and u.hits[0].score >= SWITCH_SCORE:
-        # A full new question: it picks an option only if it names one.
-        return ctx.guide.entry(u.hits[0].id) if u.hits[0].id in conv.options else None
-    labels = []
-    for oid in conv.options:
-        e = ctx.guide.entry(oid)
-        if e is not None:
-            bracket = re.findall(r"（([^）]+)）", e.name)
-            labels.append((oid, [*bracket, e.name, *e.aliases]))
-    chosen = _best_label(text, labels)
-    return ctx.guide.entry(chosen) if chosen else None
+        return False
+    out.say(f"请回答是否已准备好{book(m.name)}：", walk.WALK_BUTTONS)
+    return True
 
 
-__all__ = ["Ctx", "Outcome", "checklist", "members", "step"]
+# --- the human queue ----------------------------------------------------------------------
+
+
+def _waiting(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
+             ctx: Ctx, out: Outcome) -> None:
+    if text == "/bot" or (not cmd and ctx.cues.act("leave_queue", text)):
+        closing.leave_queue(conv, out)
+        question = not cmd and (u.hits or (conv.current and u.topics))
+        if question:
+            out.say("好的，已取消人工排队，我先来回答您：")
+            _turn(conv, text, None, u, ctx, out)
+        else:
+            out.say("好的，已回到导办助手，不再排队。请说说您要办的事。")
+        return
+    closing.note_for_agent(text, out)
+    if not cmd and not _asked_human(cmd, u) and _real_question(conv, u, ctx):
+        _turn(conv, text, None, u, ctx, out)
+        out.say("您仍在人工排队中，帮办人员接入后也会看到这条消息。", (Button("返回机器人", "/bot"),))
+        return
+    closing.left_a_message(out)

@@ -110,6 +110,10 @@ class Conversation:
     misses: int = 0  # consecutive messages daoban could not answer
     rating_for: str | None = None
     place: str | None = None
+    # Facts the citizen stated (slot -> value, nlu/data/dialogue.yml): not asked again.
+    slots: dict[str, str] = field(default_factory=dict)
+    reasks: int = 0  # times the pending question was asked again (at most once)
+    confirm: str = ""  # an option the bot asked to confirm ("您是说…吗？")
 
     def transition(self, to: ConversationMode) -> None:
         if to not in _ALLOWED[self.mode]:
@@ -140,6 +144,9 @@ class Conversation:
             "misses": self.misses,
             "rating_for": self.rating_for,
             "place": self.place,
+            "slots": self.slots,
+            "reasks": self.reasks,
+            "confirm": self.confirm,
         }
 
     @classmethod
@@ -161,4 +168,7 @@ class Conversation:
             misses=int(s.get("misses", 0)),
             rating_for=s.get("rating_for"),
             place=s.get("place"),
+            slots={str(k): str(v) for k, v in (s.get("slots") or {}).items()},
+            reasks=int(s.get("reasks", 0)),
+            confirm=str(s.get("confirm") or ""),
         )

@@ -13,6 +13,7 @@ from knowledge.schema import (
     Bundle,
     ChannelType,
     Confidence,
+    Form,
     MaterialSource,
     MaterialUse,
     Necessity,
@@ -86,9 +87,20 @@ def applicable(
     return merge_materials(guide, items)
 
 
+def amount(u: MaterialUse) -> str:
+    """How many of what, never ambiguous: "原件1份、复印件2份" — not "原件2份"."""
+    if u.form is Form.ORIGINAL_AND_COPY:
+        return f"原件1份（核验后退还）、复印件{u.copies}份"
+    if u.form is Form.COPY:
+        return f"复印件{u.copies}份"
+    if u.form is Form.FILLED:
+        return "现场或网上填写" if u.copies == 1 else f"填写{u.copies}份"
+    return f"原件{u.copies}份"
+
+
 def material_line(guide: GuideBase, m: MergedMaterial, *, conditional: bool = True) -> str:
     u = m.use
-    parts = [f"{book(m.name)}{u.form.value}{'' if u.copies == 1 else f' {u.copies}份'}"]
+    parts = [f"{book(m.name)}：{amount(u)}"]
     tags = []
     if u.source is MaterialSource.SHARED:
         tags.append("部门共享，免提交")
@@ -110,7 +122,7 @@ def skip_reason(use: MaterialUse) -> str | None:
     if use.source is MaterialSource.SHARED:
         return "部门之间已共享这项信息，不用您提交"
     if use.source is MaterialSource.E_LICENSE:
-        return "窗口可以调取电子证照，不用带纸质件"
+        return "窗口可以调取电子证照，可不带纸质件（带上更稳妥）"
     return None
 
 

@@ -105,6 +105,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.nlu:
         return cmd_eval_nlu(args, settings)
+    if args.dialogues:
+        return cmd_eval_dialogues(args, settings)
     if not args.file:
         print("请给出评测文件 (JSONL: q, expect)，或用 --nlu 评测意图识别", file=sys.stderr)
         return 2
@@ -137,6 +139,39 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_dialogues(args: argparse.Namespace, settings: Settings) -> int:
+    """Play dialogues through the REST API: of a running server (--url), or of the real app
+    started in this process on a fresh SQLite database."""
+    import tempfile
+
+    import httpx
+
+    from channels.dialogue_eval import DialogueFileError, evaluate, print_report, read_dialogues
+
+    try:
+        dialogues = read_dialogues([Path(f) for f in args.dialogues])
+    except (OSError, DialogueFileError) as exc:
+        print(f"评测文件错误: {exc}", file=sys.stderr)
+        return 2
+    if args.url:
+        with httpx.Client(base_url=args.url, timeout=30) as client:
+            report = evaluate(client, dialogues)
+    else:
+        from fastapi.testclient import TestClient
+
+        from channels.app import create_app
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = settings.model_copy(update={"database_url": f"sqlite:///{tmp}/eval.db"})
+            with TestClient(create_app(local)) as client:
+                report = evaluate(client, dialogues)
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        print_report(report, verbose=args.verbose)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("search", help="查询: 问题 → 意图和匹配事项")
     s.add_argument("query", nargs="+")
@@ -148,5 +183,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--nlu", choices=["embedded", "rasa", "both"],
                    help="intent accuracy / macro-F1 / latency / RSS of NLU backends "
                         "(default file: nlu/data/eval/intents_dev.jsonl)")
+    e.add_argument("--dialogues", nargs="+", metavar="FILE",
+                   help="play multi-turn dialogues (JSONL, docs/dialogue.md) through the REST "
+                        "API and report dialogues/turns passed and failures by kind")
+    e.add_argument("--url", help="with --dialogues: a running daoban server (default: the app "
+                                 "in this process on a fresh SQLite database)")
+    e.add_argument("-v", "--verbose", action="store_true", help="list every failed turn")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)

@@ -13,6 +13,7 @@ from knowledge import memory
 from knowledge.embed import Encoder, EncoderUnavailable, UseEncoder, VectorCache
 from knowledge.index import Hit, Scope, SearchIndex, SearchService
 from knowledge.validate import GuideBase
+from nlu.cues import DialogueCues, SlotValue, load_cues
 from nlu.intents import EmbeddedClassifier, Entity, IntentClassifier, ParseResult
 from nlu.tokenizer import Lexicon, Tokenizer
 from nlu.tokenizer import signature as tokenizer_signature
@@ -48,6 +49,11 @@ class Understood:
     intent: ParseResult
     hits: list[Hit] = field(default_factory=list)  # empty: no match
     confidence: float = 0.0  # calibrated belief that the question is about the top hit
+    # Retrieval before the confidence cut: an opener that carries a question ("下个月登记
+    # 结婚 户口本还要带吗") may name its item only weakly; the dialogue decides.
+    candidates: list[Hit] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)  # question types (nlu/data/dialogue.yml)
+    slots: list[SlotValue] = field(default_factory=list)  # facts the citizen stated
 
     @property
     def entities(self) -> list[Entity]:
@@ -78,6 +84,7 @@ class Understanding:
             VectorCache(index_dir, self.encoder) if index_dir and self.encoder else None
         )
         self.classifier = classifier or EmbeddedClassifier(words=self.tokenizer.plain_terms)
+        self.cues: DialogueCues = load_cues()
         memory.release()  # the tokenizer's and the trainer's temporaries
         self.search_service = SearchService(self._build)
         self.search_service.refresh(guide, content_hash)
@@ -108,6 +115,8 @@ class Understanding:
     def understand(self, text: str, *, k: int = 5, scope: Scope | None = None) -> Understood:
         q = self.tokenizer.normalize(text)
         parsed = self.classifier.parse(q)
+        topics = self.cues.topics(q)
+        slots = self.cues.slots(q)
         # An audience word (公司, 个人) is left to the dialogue: "公司派我出差办护照" is a
         # personal item, so filtering on it here would lose the right answer.
         short = (parsed.intent in NON_ITEM_INTENTS and len(q) <= SHORT_ACT) or (
@@ -116,15 +125,16 @@ class Understanding:
         if short and parsed.confidence >= 0.85:
             # "要多久", "谢谢", "第二个": a short, sure dialogue act names no item, so the
             # search (half the cost of a message) is skipped.
-            return Understood(text, q, parsed, [], 0.0)
+            return Understood(text, q, parsed, [], 0.0, [], topics, slots)
         hits = self.search(text, k=k, scope=scope, normalized=q)
+        candidates = list(hits)
         conf = match_confidence(hits[0], dict(parsed.ranking).get("out_of_scope", 0.0)) if hits else 0.0
         top = hits[0].score if hits else 0.0
         if conf < 0.5 or (
             parsed.intent in NON_ITEM_INTENTS and parsed.confidence >= 0.5 and top < STRONG_MATCH
         ):
             hits = []
-        return Understood(text, q, parsed, hits, conf)
+        return Understood(text, q, parsed, hits, conf, candidates, topics, slots)
 
 
 def match_confidence(top: Hit, p_out_of_scope: float) -> float:

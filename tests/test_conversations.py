@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from assistant.core import Assistant, MessageRejected
-from assistant.flows import DESK_HOURS
+from assistant.closing import DESK_HOURS
 from assistant.model import UserMessage
 from knowledge.schema import Bundle
 from tests.harness import Chat, make_assistant
@@ -80,7 +80,8 @@ def test_item_answer_card(chat: Callable[[], Chat]) -> None:
     assert f"在哪办：{e.where.text}" in text
     assert f"到现场次数：{e.visits}次" in text
     assert "需要材料：3项" in text
-    assert c.buttons == CARD_BUTTONS
+    # The card's buttons, then the 一件事 this item belongs to ("还可以一起办").
+    assert c.buttons == [*CARD_BUTTONS, "一起办：身份证丢失补办一件事"]
     [card] = c.cards
     assert card["type"] == "item" and card["id"] == "id-card-replacement"
     assert card["name"] == e.name and card["plain_name"] == e.aliases[0]
@@ -159,7 +160,8 @@ def test_clarify_gongjijin_answered_in_words(chat: Callable[[], Chat]) -> None:
     c.say("住房公积金提取")
     rent = item_name(c.assistant, "hpf-withdraw-rent")
     assert rent in c.buttons and len(c.buttons) <= 5
-    assert c.buttons.index(rent) > 0  # not simply the first option
+    # Ordered by how often citizens mean them: 租房 and 购房 before the rare cases.
+    assert c.buttons.index(rent) <= 1 and c.buttons.index(item_name(c.assistant, "hpf-withdraw-purchase")) <= 1
     text = c.say("租房的")
     assert [k["id"] for k in c.cards] == ["hpf-withdraw-rent"]
     assert "租房提公积金" in text
@@ -207,7 +209,7 @@ def test_item_without_situations_goes_straight_to_materials(chat: Callable[[], C
     text = c.click("逐项核对材料")
     assert "先确认一下您的情况" not in text
     assert "我们一项一项核对“机动车驾驶证补领”的3项材料" in text
-    assert "（1/3）您是否已准备好《居民身份证》原件？" in text
+    assert "（1/3）您是否已准备好《居民身份证》（原件1份）？" in text
     assert c.buttons == WALK_BUTTONS and c.state()["stage"] == "walk"
 
 
@@ -284,8 +286,8 @@ def test_walk_skips_electronic_licence_with_reason(chat: Callable[[], Chat]) -> 
     c = chat()
     c.say("身份证丢了")
     text = c.click("逐项核对材料")
-    assert "这些不用准备" in text
-    assert "《居民户口簿》：窗口可以调取电子证照，不用带纸质件。" in text
+    assert "这些可以不带纸质件" in text
+    assert "《居民户口簿》：窗口可以调取电子证照，可不带纸质件（带上更稳妥）。" in text
     assert "您是否已准备好《居民户口簿》" not in text
     assert c.state()["checklist"]["not_needed"] == ["居民户口簿"]
 
@@ -306,7 +308,7 @@ def test_walk_skips_shared_material_with_reason(chat: Callable[[], Chat]) -> Non
     for ref in shared:
         assert f"您是否已准备好《{material_name(c.assistant, ref)}》" not in all_text
         assert material_name(c.assistant, ref) in c.state()["checklist"]["not_needed"]
-    assert "○ 不用准备" in text
+    assert "○ 可不带纸质件（部门共享或电子证照）" in text
 
 
 def test_leave_walk_and_resume(chat: Callable[[], Chat]) -> None:
@@ -409,7 +411,8 @@ def test_follow_ups_refer_to_current_item(chat: Callable[[], Chat]) -> None:
     online = c.say("能网上办吗？")
     assert f"“{e.name}”可以这样办" in online
     assert all(ch.name in online for ch in e.channels if ch.type.value in ("网上", "邮寄"))
-    assert f"“{e.name}”需要到现场{e.visits}次" in c.say("要本人去吗？")
+    in_person = c.say("要本人去吗？")
+    assert f"“{e.name}”" in in_person and f"到现场{e.visits}次" in in_person
     mats = c.say("需要什么材料")
     assert f"“{e.name}”需要3项材料" in mats
     for m in e.materials:
@@ -508,12 +511,16 @@ def script_handoff(c: Chat) -> None:
     assert "9:00-17:00" in text
     assert c.buttons == ["返回机器人"]
     assert {"from": "system", "mode": "WAITING_AGENT"}.items() <= st["transcript"][-2].items()
-    text = c.say("我的社保卡丢了，急用")
+    text = c.say("好的 我等着 麻烦快点")
     assert "留言已记下" in text and "12345" in text
-    assert not c.cards  # no bot answer while waiting for a person
+    assert not c.cards
+    # A real question while waiting is answered, and the place in the queue is kept.
+    text = c.say("我的社保卡丢了，急用")
+    assert [k["id"] for k in c.cards] == ["social-security-card-replace"]
+    assert "仍在人工排队" in text
     assert c.state()["mode"] == "WAITING_AGENT"
     left = [e["text"] for e in events(c) if e["type"] == "message_for_agent"]
-    assert left == ["我的社保卡丢了，急用"]
+    assert left == ["好的 我等着 麻烦快点", "我的社保卡丢了，急用"]
     text = c.say("返回机器人")
     assert "已回到导办助手" in text and c.state()["mode"] == "BOT"
     c.say("身份证丢了")

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 
 from assistant.core import Assistant
 from assistant.desk import HANDED_BACK, JOINED, AgentDesk
-from assistant.flows import RATING_BUTTONS
+from assistant.closing import RATING_BUTTONS
 from assistant.model import Button, Reply
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
