@@ -46,7 +46,7 @@ ASKED = {
     "medical": "要不要体检", "weekend": "周末和节假日能不能办",
     "progress": "办理进度怎么查", "expired": "过期（超期）了怎么办",
     "lost": "丢了怎么办", "refused": "被退回（不予受理）了怎么办",
-    "eligibility": "具体的年限或年龄要求", "amount": "能领多少、领多久",
+    "eligibility": "具体的年限或年龄要求", "amount": "能领多少、领多久", "phone": "咨询电话",
 }
 _ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
@@ -169,6 +169,9 @@ def answer_topic(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx,
         return
     if topic == "amount":
         _amount(e, out)
+        return
+    if topic == "phone":
+        out.say(f"“{e.name}”咨询电话：{e.phone or HOTLINE}（政务服务便民热线 {HOTLINE} 全天可打）。")
         return
     a = _topic_answer(e, topic, ctx)
     if a is None or a.answer is Tri.UNKNOWN:

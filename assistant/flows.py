@@ -53,7 +53,8 @@ INTENT_TOPIC = {"ask_time": "time", "ask_fee": "fee", "ask_location": "location"
                 "ask_materials": "materials"}
 FOLLOW_UPS = set(INTENT_TOPIC)
 # A comment ("窗口排队时间有点长") names things too; a question asks ("社保卡丢了咋整").
-_QUESTION = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|能否|要不要")
+_QUESTION = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|能否|要不要"
+                       r"|(能|行|可以|要|用|得|有)(不|没)$")
 CONFIRM_BUTTONS = (Button("是的", "/yes"), Button("不是", "/no"))
 
 __all__ = ["Ctx", "Outcome", "PlaceAware", "checklist", "step"]
@@ -68,10 +69,18 @@ def _command(text: str) -> tuple[str, str] | None:
     return name, arg
 
 
+# A button's title typed instead of pressed acts as the button.
+TYPED_BUTTONS = {"查看材料": "/materials", "逐项核对材料": "/walk", "在哪办": "/where",
+                 "返回机器人": "/bot"}
+
+
 def step(conv: Conversation, text: str, u: Understood, ctx: Ctx) -> Outcome:
     out = Outcome()
     text = text.strip()
-    cmd = _command(text)
+    typed = TYPED_BUTTONS.get(text.rstrip("。!！ "))
+    if typed is None and conv.stage is not Stage.WALK and ctx.cues.act("walk", u.normalized):
+        typed = "/walk"
+    cmd = _command(typed or text)
     if conv.mode is ConversationMode.WAITING_AGENT:
         _waiting(conv, text, cmd, u, ctx, out)
         return out
@@ -89,10 +98,11 @@ def _asked_human(cmd: tuple[str, str] | None, u: Understood) -> bool:
 
 
 def _real_question(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
-    """A question that deserves an answer even while the bot waits for something else."""
+    """A question that deserves an answer even while the bot waits for something else
+    (a rating's comment, a place in the human queue)."""
     if u.hits and u.hits[0].score >= SWITCH_SCORE:
         return True
-    return bool(conv.current and (u.topics or u.intent.intent in FOLLOW_UPS))
+    return bool(_QUESTION.search(u.normalized) and (u.hits or conv.current))
 
 
 def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
@@ -105,7 +115,7 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
     if conv.stage is Stage.RATING and not asked_human and closing.rating(conv, text, cmd, out):
         return
     if conv.stage is Stage.COMMENT and not asked_human:
-        if cmd or not (_real_question(conv, u, ctx) and _QUESTION.search(u.normalized)):
+        if cmd or not _real_question(conv, u, ctx):
             closing.comment(conv, text, u, ctx, out)
             return
         conv.stage = Stage.IDLE  # "社保卡丢了咋整" after a rating is a question, not a comment
@@ -304,15 +314,11 @@ def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
 
 
 def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+    """The whole list at once (what depends on the citizen's situation is marked), then
+    the first open 办事情形 question, whose answer narrows it."""
     nxt = _next_situation(conv, e, ctx)
-    if nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-        _materials_list(conv, e, ctx, out)  # a remembered fact answered it: list again
-        return
-    if nxt is not None:
-        conv.after_situation = "list"
-        out.say("先确认一下您的情况，材料会不一样。")
-        _ask_situation(conv, nxt[0], nxt[1], out)
-        return
+    while nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+        nxt = _next_situation(conv, e, ctx)
     mats = applicable(ctx.guide, e, conv.situations)
     lines = [f"“{e.name}”需要{len(mats)}项材料："]
     if isinstance(e, Bundle):  # grouped by member item; a shared material under its first
@@ -329,8 +335,13 @@ def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> Non
     facts = _facts_line(conv, ctx)
     if facts:
         lines.append(facts)
+    if nxt is not None:
+        lines.append("标“特定情形需要”的，要看您的具体情况：")
     out.say("\n".join(x for x in lines if x),
             (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"), Button("转人工", "/human")))
+    if nxt is not None:
+        conv.after_situation = "list"
+        _ask_situation(conv, nxt[0], nxt[1], out)
 
 
 def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> bool:
@@ -382,6 +393,11 @@ def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Ou
         chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
     if chosen is None:
         close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
+        named = [h.id for h in close if ctx.mentions(h.id, u.normalized)]
+        if len(close) >= 2 and len(named) == 1 and not _names_variant_any(close, named[0], u, ctx):
+            chosen = named[0]  # "出生登记在哪办": the one named in so many words
+    if chosen is None:
+        close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
         family = ctx.family(top.id)
         specific = ctx.mentions(top.id, u.normalized)
         vague_family = bool(family) and (specific is None or specific in family_words(ctx, top.id))
@@ -404,6 +420,13 @@ def family_words(ctx: Ctx, entry_id: str) -> set[str]:
         return set()
     key = family_key(e.name).lower()
     return {t for t in ctx.terms.get(entry_id, []) if t in key or key in t}
+
+
+def _names_variant_any(close: list[Hit], named: str, u: Understood, ctx: Ctx) -> bool:
+    """Is the named entry only named by words its family shares (住房公积金提取)?"""
+    fam = ctx.family(named)
+    return bool(fam) and not _names_variant(named, u.normalized, ctx) \
+        and any(h.id in fam for h in close if h.id != named)
 
 
 def _names_variant(entry_id: str, text: str, ctx: Ctx) -> bool:
@@ -535,7 +558,7 @@ def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
     for oid in conv.options:
         e = ctx.guide.entry(oid)
         if e is not None:
-            opts.append(Option(oid, _short(ctx, oid), (e.name, *e.aliases)))
+            opts.append(Option(oid, _short(ctx, oid), (family_key(e.name), e.name, *e.aliases)))
     pending = conv.confirm
     asks = bool(u.topics) or u.intent.intent in FOLLOW_UPS
     strong_other = bool(u.hits) and u.hits[0].score >= SWITCH_SCORE \
@@ -632,6 +655,10 @@ def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) ->
         if _situation_answer(conv, f"/sit:{arg}", cmd, None, ctx, out):
             return
     e = _entry(ctx, conv)
+    if e is None and conv.stage is Stage.CLARIFY and conv.options:
+        e = ctx.guide.entry(conv.options[0])  # "核对材料" while choosing: the likeliest
+        if e is not None:
+            _present(conv, e, [], ctx, out)
     if e is None:
         out.say("请先说说您要办什么事。", closing.suggestion_buttons(ctx))
         return
@@ -792,7 +819,9 @@ def _walk_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: 
     elif cmd:
         return False
     else:
-        closed = ctx.cues.answer(text)
+        closed = ctx.cues.answer(text, suffix=False)
+        if closed is None and not _names_other(conv, u, ctx):  # "那身份证丢了呢" is a topic
+            closed = ctx.cues.answer(text)
         intent = u.intent.intent
         if closed == "unsure" or (intent == "dont_know" and len(text) <= 8):
             said = "unsure"
@@ -830,7 +859,7 @@ def _walk_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: 
 
 def _waiting(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
              ctx: Ctx, out: Outcome) -> None:
-    if text == "/bot" or (not cmd and ctx.cues.act("leave_queue", text)):
+    if cmd == ("bot", "") or (not cmd and ctx.cues.act("leave_queue", text)):
         closing.leave_queue(conv, out)
         question = not cmd and (u.hits or (conv.current and u.topics))
         if question:

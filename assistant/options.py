@@ -75,7 +75,8 @@ def match(text: str, options: list[Option], cues: DialogueCues) -> Match | None:
             return Match(best[1], True, best[2])
     # The answer inside a label ("随父" → 随父亲落户).
     core = _FILLER.sub("", t)
-    inside = [o.id for o in options if len(core) >= 2 and core in o.label.lower()]
+    inside = [o.id for o in options
+              if len(core) >= 2 and any(core in p.lower() for p in (o.label, *o.synonyms))]
     if len(inside) == 1:
         return Match(inside[0], True, "label")
     # Facts: "户口在老家" states hukou=offsite; the option whose words state the same.

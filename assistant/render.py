@@ -5,6 +5,7 @@ Short sentences, no more than five buttons, nothing that needs scrolling on a ph
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from assistant.model import Button
@@ -153,13 +154,29 @@ def card(guide: GuideBase, e: Entry, n_materials: int) -> dict[str, Any]:
     return d
 
 
+def brief(text: str, want: int = 60, cap: int = 150) -> str:
+    """The first sentences of ``text`` (at least ``want`` characters when there are that
+    many, at most ``cap``): a phone shows the card's facts without scrolling; the full
+    summary stays in the structured card."""
+    out = ""
+    for sentence in re.findall(r"[^。！？]+[。！？]?", text):
+        if out and (len(out) >= want or len(out) + len(sentence) > cap):
+            break
+        out += sentence
+    return out if len(out) <= cap else out[: cap - 1] + "…"
+
+
 def card_text(guide: GuideBase, e: Entry, n_materials: int) -> str:
     lines = [f"【{e.name}】" + (f"（俗称：{plain_name(e)}）" if plain_name(e) else "")]
-    lines.append(e.summary)
+    lines.append(brief(e.summary))
     if isinstance(e, Bundle):
         lines.append("一次办好这些事：" + "、".join(m.name for m in members(guide, e)))
-        for r in e.reductions:
-            lines.append(f"已公布的成效：{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}（{r.place}）")
+        by_place: dict[str, list[str]] = {}
+        for r in e.reductions:  # one line per place: the card stays short on a phone
+            by_place.setdefault(r.place, []).append(
+                f"{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}")
+        for place, facts in list(by_place.items())[:2]:
+            lines.append(f"已公布的成效（{place}，其他地方的做法）：" + "、".join(facts))
     who = "、".join(a.value for a in e.audience)
     lines.append(f"谁能办：{who}" + (f"；{e.conditions[0]}" if e.conditions else ""))
     lines.append(f"多久办好：{e.time_limit.text}")

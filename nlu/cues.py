@@ -109,8 +109,9 @@ class DialogueCues:
     def act(self, name: str, text: str) -> bool:
         return any(p.search(text) for p in self.acts.get(name, []))
 
-    def answer(self, text: str) -> str | None:
-        """A short closed answer: yes / no / unsure, or None."""
+    def answer(self, text: str, *, suffix: bool = True) -> str | None:
+        """A short closed answer: yes / no / unsure, or None. ``suffix``: also read an
+        answer at the end of a longer message ("户口本在我妈那 有")."""
         t = text.strip()
         if self.act("unsure", t) and len(t) <= 12:
             return "unsure"
@@ -119,7 +120,7 @@ class DialogueCues:
         if self.act("affirm", t):
             return "yes"
         # "户口本在我妈那 有", "结婚证找不着了": the answer comes last.
-        if len(t) <= 16:
+        if suffix and len(t) <= 16:
             if self.act("deny_end", t):
                 return "no"
             if self.act("affirm_end", t):

@@ -412,7 +412,7 @@ def test_follow_ups_refer_to_current_item(chat: Callable[[], Chat]) -> None:
     assert f"“{e.name}”可以这样办" in online
     assert all(ch.name in online for ch in e.channels if ch.type.value in ("网上", "邮寄"))
     in_person = c.say("要本人去吗？")
-    assert f"“{e.name}”" in in_person and f"到现场{e.visits}次" in in_person
+    assert f"“{e.name}”" in in_person and "本人到场" in in_person and "指纹" in in_person
     mats = c.say("需要什么材料")
     assert f"“{e.name}”需要3项材料" in mats
     for m in e.materials:
@@ -661,7 +661,7 @@ def test_transcript_holds_the_conversation(chat: Callable[[], Chat]) -> None:
     assert [t["from"] for t in tr] == ["citizen", "bot", "citizen", "bot"]
     assert tr[0]["text"] == "身份证丢了" and tr[2]["text"] == "/where"
     assert tr[1]["card"]["id"] == "id-card-replacement"
-    assert [b["title"] for b in tr[1]["buttons"]] == CARD_BUTTONS
+    assert [b["title"] for b in tr[1]["buttons"]][:4] == CARD_BUTTONS
     assert "“居民身份证补领”在哪办" in tr[3]["text"]
     assert all(t["at"] for t in tr)
 
