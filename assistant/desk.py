@@ -23,12 +23,12 @@ import anyio
 
 from assistant.agents import Agent, Handoff, HandoffStatus, Presence, SqlAgentStore
 from assistant.bus import EventBus
-from assistant.core import Assistant
 from assistant.closing import DESK_HOURS, RATING_BUTTONS
-from assistant.walk import checklist
+from assistant.core import Assistant
 from assistant.model import Conversation, ConversationMode, Reply, Stage
 from assistant.render import HOTLINE, applicable, card, card_text, material_line
 from assistant.store import Event
+from assistant.walk import checklist
 from knowledge.schema import ServiceItem
 
 log = logging.getLogger(__name__)

@@ -144,10 +144,10 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # 2. A follow-up on the current item.
     cur = _entry(ctx, conv)
-    if cur is not None and not _names_other(conv, u, ctx):
-        if _follow_up(conv, cur, u, ctx, out, learned):
-            conv.misses = 0
-            return
+    if cur is not None and not _names_other(conv, u, ctx) \
+            and _follow_up(conv, cur, u, ctx, out, learned):
+        conv.misses = 0
+        return
 
     # Small talk.
     if not u.hits:
@@ -242,6 +242,8 @@ _LOSS_WORDS = ("补领", "补发", "补办", "挂失", "补证", "补换")
 def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outcome,
                learned: list[str]) -> bool:
     topics = _topics(u)
+    if not topics and e.eligibility and answers.stated_quantities(u.normalized):
+        topics = ["eligibility"]  # "交了三年呢": a number held against the conditions
     if "lost" in topics and not any(w in e.name for w in _LOSS_WORDS):
         loss = next((h for h in (u.hits or u.candidates)[:3]
                      if h.id != e.id and any(w in h.name for w in _LOSS_WORDS)), None)
@@ -634,7 +636,7 @@ def closing_human() -> Button:
 
 def _option_buttons(opts: list[Option], kind: str) -> tuple[Button, ...]:
     prefix = "/pick:" if kind == "pick" else "/sit:"
-    return tuple(Button(o.label if kind == "sit" else o.label, prefix + o.id) for o in opts[:5])
+    return tuple(Button(o.label, prefix + o.id) for o in opts[:5])
 
 
 def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) -> None:

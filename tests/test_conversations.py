@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.core import Assistant, MessageRejected
 from assistant.closing import DESK_HOURS
+from assistant.core import Assistant, MessageRejected
 from assistant.model import UserMessage
 from knowledge.schema import Bundle
 from tests.harness import Chat, make_assistant

@@ -26,9 +26,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from assistant.closing import RATING_BUTTONS
 from assistant.core import Assistant
 from assistant.desk import HANDED_BACK, JOINED, AgentDesk
-from assistant.closing import RATING_BUTTONS
 from assistant.model import Button, Reply
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
