@@ -205,7 +205,7 @@
     var title = /材料清单/.test(head) ? head : '材料清单';
     card.setAttribute('aria-label', title);
     card.appendChild(el('h2', 'card-title', title));
-    [['ready', '✔', '已备好'], ['to_get', '✘', '还要准备'], ['not_needed', '○', '不用准备']].forEach(function (g) {
+    [['ready', '✔', '已备好'], ['to_get', '✘', '还要准备'], ['not_needed', '○', '可不带纸质件']].forEach(function (g) {
       var names = c[g[0]] || [];
       if (!names.length) return;
       var sec = el('section', 'group ' + g[0]);
