@@ -24,7 +24,6 @@ from assistant.render import (
 )
 from knowledge.schema import (
     Answer,
-    Bundle,
     ChannelType,
     Confidence,
     Eligibility,
@@ -289,7 +288,3 @@ def online_answer(e: Entry) -> str:
     if online:
         return f"“{e.name}”可以这样办：\n" + "\n".join(online)
     return f"“{e.name}”暂不支持网上办理，需要到{e.where.text}。"
-
-
-def bundle_of(e: Entry) -> bool:
-    return isinstance(e, Bundle)

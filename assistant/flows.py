@@ -126,15 +126,14 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         return
     if conv.stage in (Stage.RATING, Stage.COMMENT):
         conv.stage = Stage.IDLE
-    elif conv.stage is Stage.CLARIFY:
-        if _clarify_answer(conv, text, cmd, u, ctx, out):
-            return
-    elif conv.stage is Stage.SITUATION:
-        if _situation_answer(conv, text, cmd, u, ctx, out):
-            return
-    elif conv.stage is Stage.WALK and conv.walk is not None:
-        if _walk_answer(conv, text, cmd, u, ctx, out):
-            return
+    answered = (
+        (conv.stage is Stage.CLARIFY and _clarify_answer(conv, text, cmd, u, ctx, out))
+        or (conv.stage is Stage.SITUATION and _situation_answer(conv, text, cmd, u, ctx, out))
+        or (conv.stage is Stage.WALK and conv.walk is not None
+            and _walk_answer(conv, text, cmd, u, ctx, out))
+    )
+    if answered:
+        return
 
     if cmd:
         _button(conv, cmd, ctx, out)
@@ -393,13 +392,12 @@ def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Ou
     if chosen is None:
         near = [h.id for h in hits if h.score >= top.score - VARIANT_MARGIN]
         chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
+    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
     if chosen is None:
-        close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
         named = [h.id for h in close if ctx.mentions(h.id, u.normalized)]
-        if len(close) >= 2 and len(named) == 1 and not _names_variant_any(close, named[0], u, ctx):
+        if len(close) >= 2 and len(named) == 1 and not _family_words_only(close, named[0], u, ctx):
             chosen = named[0]  # "出生登记在哪办": the one named in so many words
     if chosen is None:
-        close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
         family = ctx.family(top.id)
         specific = ctx.mentions(top.id, u.normalized)
         vague_family = bool(family) and (specific is None or specific in family_words(ctx, top.id))
@@ -424,17 +422,15 @@ def family_words(ctx: Ctx, entry_id: str) -> set[str]:
     return {t for t in ctx.terms.get(entry_id, []) if t in key or key in t}
 
 
-def _names_variant_any(close: list[Hit], named: str, u: Understood, ctx: Ctx) -> bool:
-    """Is the named entry only named by words its family shares (住房公积金提取)?"""
+def _family_words_only(close: list[Hit], named: str, u: Understood, ctx: Ctx) -> bool:
+    """Is the named entry only named by words its family shares (住房公积金提取), with a
+    sibling among the close candidates?"""
     fam = ctx.family(named)
     return bool(fam) and not _names_variant(named, u.normalized, ctx) \
         and any(h.id in fam for h in close if h.id != named)
 
 
 def _names_variant(entry_id: str, text: str, ctx: Ctx) -> bool:
-    e = ctx.guide.entry(entry_id)
-    if e is None:
-        return False
     shared = family_words(ctx, entry_id)
     return any(t in text for t in ctx.terms.get(entry_id, []) if t not in shared)
 
@@ -512,7 +508,7 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
     body = card_text(ctx.guide, entry, len(mats))
     facts = _facts_line(conv, ctx)
     extra = [x for x in (lead, body, facts) if x]
-    buttons = CARD_BUTTONS
+    buttons: tuple[Button, ...] = CARD_BUTTONS
     if isinstance(entry, ServiceItem):
         together = [b for b in ctx.bundles_of.get(entry.id, []) if b in ctx.guide.bundles]
         if together:  # "还可以一起办": the 一件事 this item belongs to
@@ -527,14 +523,13 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
             conv, entry, named, ctx, out):
         return
     covered = {t for t, words in _ITEM_COVERS.items() if any(w in entry.name for w in words)}
-    for t in [t for t in topics if t not in covered][:2]:
+    for t in [t for t in topics if t not in covered and t not in _CARD_SHOWS][:2]:
         answer(conv, entry, t, text, ctx, out)
 
 
 # A question the item itself answers: "身份证丢了" finds 补领; its card is the answer.
-_ITEM_COVERS = {"lost": ("补领", "补发", "补换", "挂失", "补办", "补证"),
-                "expired": ("换领", "换证", "换发", "延续", "期满"),
-                "conditions": ("",)}
+_ITEM_COVERS = {"lost": _LOSS_WORDS, "expired": ("换领", "换证", "换发", "延续", "期满")}
+_CARD_SHOWS = {"conditions"}  # every card already lists who may apply
 
 
 def _situations_from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
@@ -550,12 +545,8 @@ def _situations_from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> 
 
 def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
                     u: Understood, ctx: Ctx, out: Outcome) -> bool:
-    if cmd and cmd[0] == "pick":
-        return False  # the button handler presents it
-    if cmd and cmd[0] in ("yes", "no"):
-        pass
-    elif cmd:
-        return False
+    if cmd and cmd[0] not in ("yes", "no"):
+        return False  # a button (a pick among them): the button handler does it
     opts = []
     for oid in conv.options:
         e = ctx.guide.entry(oid)
@@ -569,17 +560,16 @@ def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
             and ctx.cues.answer(text) != "no":
         # A question instead of a choice ("去哪补"): answer it for the option just
         # confirmed, or the most likely one, and say so.
-        picked = pending or conv.options[0]
-        e = ctx.guide.entry(picked)
+        e = ctx.guide.entry(pending or conv.options[0])
         if e is not None:
             conv.confirm = ""
             _present(conv, e, _topics(u), ctx, out, text=u.normalized,
                      lead=f"按“{e.name}”回答您（不是这项的话，请重新说一下要办的事）：")
             return True
-    picked = _resolve(conv, text, cmd, u, opts, ctx, out, kind="pick")
-    if picked is None:
+    chosen = _resolve(conv, text, cmd, u, opts, ctx, out, kind="pick")
+    if chosen is None:
         return bool(out.replies)
-    e = ctx.guide.entry(picked)
+    e = ctx.guide.entry(chosen)
     if e is None:
         return False
     _present(conv, e, _topics(u), ctx, out, text=u.normalized)

@@ -12,19 +12,20 @@ real app, or an ``httpx.Client`` pointed at a running server).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nlu.evaluate import EvalFileError, read_jsonl
+
 FALLBACK_MARKERS = ("没太明白", "帮不上忙", "您想问哪个事项", "还是没找到合适的事项")
 KINDS = ("follow_up", "option_answer", "question_type", "opener_question", "clarify", "slots",
          "bundle", "checklist", "queue_rating", "bad_input")
 
 
-class DialogueFileError(ValueError):
+class DialogueFileError(EvalFileError):
     pass
 
 
@@ -73,13 +74,7 @@ class Report:
 def read_dialogues(paths: list[Path]) -> list[dict[str, Any]]:
     out = []
     for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DialogueFileError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+        for n, d in read_jsonl(path):
             if not isinstance(d, dict) or not isinstance(d.get("turns"), list) or not d["turns"]:
                 raise DialogueFileError(f"{path}:{n}: a dialogue needs a non-empty 'turns' list")
             for t in d["turns"]:
@@ -133,19 +128,19 @@ def play(client: HttpClient, dialogue: dict[str, Any], report: Report) -> list[T
         r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": text})
         report.latency_ms.append((time.perf_counter() - t0) * 1000)
         body = r.json()
+        refused = 400 <= r.status_code < 500  # "消息太长了": a polite answer, but no answer
         if r.status_code >= 500:
             last, reply = [], f"HTTP {r.status_code}"
-        elif r.status_code >= 400:
-            # A refused message ("消息太长了") is a polite answer the citizen sees.
-            last, reply = [], str(body.get("error", "")) + "\n没太明白"
+        elif refused:
+            last, reply = [], str(body.get("error", ""))
         else:
             last = body["replies"]
             reply = _reply_text(last)
         state = client.get(f"/api/v1/conversations/{cid}").json()
         item = (state.get("current_item") or {}).get("id")
         reasons = check_turn(turn, reply, item, state.get("mode", ""))
-        if r.status_code >= 400 and turn.get("fallback_ok") and r.status_code < 500:
-            reasons = [x for x in reasons if x != "fallback"]
+        if refused and not turn.get("fallback_ok") and "fallback" not in reasons:
+            reasons.append("fallback")
         results.append(TurnResult(str(dialogue["id"]), i, text, not reasons, reasons, reply,
                                   item))
     return results

@@ -70,15 +70,22 @@ class Report:
         }
 
 
-def read_cases(path: Path) -> list[Case]:
-    cases: list[Case] = []
+def read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """(line number, record) for each non-blank line; ``EvalFileError`` names a bad line."""
+    out: list[tuple[int, Any]] = []
     for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
+            out.append((no, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise EvalFileError(f"{path}:{no}: JSON 格式错误: {exc.msg}") from exc
+    return out
+
+
+def read_cases(path: Path) -> list[Case]:
+    cases: list[Case] = []
+    for no, rec in read_jsonl(path):
         if not isinstance(rec, dict) or not isinstance(rec.get("q"), str):
             raise EvalFileError(f'{path}:{no}: 每行需要 {{"q": "...", "expect": [...]}}')
         expect = rec.get("expect", [])

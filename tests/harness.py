@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from assistant.core import Assistant
 from assistant.model import Reply, UserMessage
@@ -34,6 +38,20 @@ def make_assistant(db_url: str, index_dir: Path) -> Assistant:
     engine = make_engine(db_url)
     migrate_conversations(engine)
     return Assistant(guide, und, SqlConversationStore(engine))
+
+
+@contextmanager
+def rest_client(folder: Path, name: str) -> Iterator[TestClient]:
+    """The real app over a SQLite database in ``folder`` and the shared understanding."""
+    from channels.app import Services, create_app  # channels build on everything above
+    from channels.settings import Settings
+
+    settings = Settings(database_url=f"sqlite:///{folder / (name + '.db')}",
+                        index_dir=folder / "idx")
+    assistant = make_assistant(settings.database_url, settings.index_dir)
+    app = create_app(settings, Services(settings, assistant, "test"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
 
 
 @dataclass

@@ -14,19 +14,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.app import Services, create_app
 from channels.dialogue_eval import Report, check_turn, play, read_dialogues
-from channels.settings import Settings
-from tests.harness import make_assistant
+from tests.harness import rest_client
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    d = tmp_path_factory.mktemp("dialogue")
-    settings = Settings(database_url=f"sqlite:///{d / 'd.db'}", index_dir=d / "idx")
-    assistant = make_assistant(settings.database_url, settings.index_dir)
-    app = create_app(settings, Services(settings, assistant, "test"))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with rest_client(tmp_path_factory.mktemp("dialogue"), "d") as c:
         yield c
 
 
