@@ -97,7 +97,7 @@ def test_materials_walkthrough_by_clicking(page: object) -> None:
 
 
 def test_connection_drop_resumes_with_nothing_lost(page: object) -> None:
-    ask(page, "驾照快到期了")
+    ask(page, "驾照到期了怎么换")
     page.locator("article.card").first.wait_for(timeout=15_000)  # type: ignore[attr-defined]
     page.evaluate("window.daoban.dropConnection()")  # type: ignore[attr-defined]
     page.wait_for_function("!window.daoban.state().connected")  # type: ignore[attr-defined]
@@ -108,7 +108,7 @@ def test_connection_drop_resumes_with_nothing_lost(page: object) -> None:
     )
     page.get_by_text("多久办好").first.wait_for(timeout=15_000)  # type: ignore[attr-defined]
     citizen = [t.strip() for t in page.locator(".row.citizen .text").all_inner_texts()]  # type: ignore[attr-defined]
-    assert citizen.count("要多久") == 1 and citizen.count("驾照快到期了") == 1
+    assert citizen.count("要多久") == 1 and citizen.count("驾照到期了怎么换") == 1
 
 
 def test_reload_shows_transcript(page: object) -> None:
