@@ -107,6 +107,10 @@ def overdue(h: Handoff, now: datetime, limit: timedelta) -> bool:
     return h.status is HandoffStatus.QUEUED and not h.told_overdue and now - h.queued_at > limit
 
 
+def _last_seq(logged: list[dict[str, Any]]) -> int:
+    return int(logged[-1]["seq"]) if logged else 0
+
+
 def _bot(text: str, buttons: Sequence[Any] = ()) -> Event:
     return Event("bot", Reply(text, tuple(buttons)).as_dict())
 
@@ -317,7 +321,9 @@ class AgentDesk:
             message_id=f"note:{agent.id}:{client_id}")
 
     async def transfer(self, agent: Agent, cid: str, *, to_agent: int | None = None,
-                       to_department: str | None = None) -> None:
+                       to_department: str | None = None) -> int:
+        """The sequence number of the transfer's last event (the last one the transferring
+        agent may still see)."""
         h = await self._own(agent, cid)
         owner = h.agent_id or agent.id
         if to_agent is not None:
@@ -327,45 +333,48 @@ class AgentDesk:
                 raise NotAllowed("对方不在线、没有这个业务技能或接待已满")
             if not await self._run(self.agents.reassign, h.id, owner, to_agent):
                 raise Conflict("转接失败，请刷新后重试")
-            await self._change(cid, lambda conv: [Event("mode", {
+            logged = await self._change(cid, lambda conv: [Event("mode", {
                 "mode": conv.mode.value, "reason": "transferred", "agent": target.display_name,
                 "handoff": h.id})])
             await self._joined(cid)
             await self.bus.publish(agent_topic(owner), {"cid": cid})
             await self.bus.publish(agent_topic(to_agent), {"cid": cid})
-            return
+            return _last_seq(logged)
         dept = to_department or h.department
         if not await self._run(self.agents.requeue, h.id, owner, dept, True):
             raise Conflict("转接失败，请刷新后重试")
-        await self._back_to_queue(cid, "transfer",
-                                  f"正在为您转接{dept or ''}帮办人员，请稍候。您可以继续留言。")
+        seq = await self._back_to_queue(cid, "transfer",
+                                        f"正在为您转接{dept or ''}帮办人员，请稍候。您可以继续留言。")
         everyone = await self._run(self.agents.all)
         if not anyone_online(everyone, dept):
             await self._tell(cid, NOBODY)
         await self.bus.publish(agent_topic(owner), {"cid": cid})
+        return seq
 
-    async def _back_to_queue(self, cid: str, reason: str, text: str) -> None:
+    async def _back_to_queue(self, cid: str, reason: str, text: str) -> int:
         def requeue(conv: Conversation) -> list[Event]:
             if conv.mode is not ConversationMode.WITH_AGENT:
                 return []
             conv.transition(ConversationMode.WAITING_AGENT)
             return [Event("mode", {"mode": conv.mode.value, "reason": reason}), _bot(text)]
 
-        await self._change(cid, requeue)
+        logged = await self._change(cid, requeue)
         await self._push(cid, [Reply(text)])
         await self.bus.publish(QUEUE, {"cid": cid})
+        return _last_seq(logged)
 
-    async def hand_back(self, agent: Agent, cid: str) -> None:
+    async def hand_back(self, agent: Agent, cid: str) -> int:
+        """Like ``close``: the sequence number of the last event the agent may see."""
         h = await self._own(agent, cid)
-        await self._finish(cid, h, ConversationMode.BOT, "handed_back", None, HANDED_BACK)
+        return await self._finish(cid, h, ConversationMode.BOT, "handed_back", None, HANDED_BACK)
 
-    async def close(self, agent: Agent, cid: str, summary: str) -> None:
+    async def close(self, agent: Agent, cid: str, summary: str) -> int:
         h = await self._own(agent, cid)
-        await self._finish(cid, h, ConversationMode.CLOSED, "closed", summary.strip()[:2000],
+        return await self._finish(cid, h, ConversationMode.CLOSED, "closed", summary.strip()[:2000],
                            CLOSED)
 
     async def _finish(self, cid: str, h: Handoff, to: ConversationMode, outcome: str,
-                      summary: str | None, text: str) -> None:
+                      summary: str | None, text: str) -> int:
         def end(conv: Conversation) -> list[Event]:
             if conv.mode is not ConversationMode.WITH_AGENT:
                 raise Conflict("这个会话现在不在人工服务中")
@@ -379,12 +388,13 @@ class AgentDesk:
                 events.append(Event("note", {"text": f"小结：{summary}", "summary": True}))
             return [*events, _bot(text, RATING_BUTTONS)]
 
-        await self._change(cid, end)
+        logged = await self._change(cid, end)
         await self._run(self.agents.end, h.id, outcome, summary)
         await self._push(cid, [Reply(text, RATING_BUTTONS)])
         await self.bus.publish(QUEUE, {"cid": cid})
         if h.agent_id is not None:
             await self.bus.publish(agent_topic(h.agent_id), {"cid": cid})
+        return _last_seq(logged)
 
     # --- presence, grace periods and waiting limits ----------------------------------------
 
@@ -502,6 +512,15 @@ class AgentDesk:
         everyone: list[Agent] = await self._run(self.agents.all)
         load = await self._run(self.agents.load)
         return [{**a.as_dict(), "busy": load.get(a.id, 0)} for a in everyone if not a.disabled]
+
+    def receiver(self, agent_id: int, cid: str) -> Agent | None:
+        """Push-time authorisation (blocking: run in a thread): the agent as stored now,
+        if it may still receive the conversation's events: not disabled, and its current
+        owner, a viewer of its queue entry, or a supervisor."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.disabled:
+            return None
+        return agent if agent.sees_all or may_view(agent, self.agents.open_handoff(cid)) else None
 
     async def may_view(self, agent: Agent, cid: str) -> bool:
         h = await self._run(self.agents.open_handoff, cid)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from html import escape
@@ -229,6 +229,9 @@ class AgentSession:
         self._other: list[Callable[[], None]] = []
         self._send_lock = asyncio.Lock()
         self._flush_locks: dict[str, asyncio.Lock] = {}
+        # Conversations this agent just handed on (hand-back, close, transfer): the events
+        # of that action are still theirs to see, up to this sequence number.
+        self._grant: dict[str, int] = {}
         self.socket_id: str | None = None  # the desk's id for this socket, once counted
         self.closed = False
         self.welcomed = False
@@ -255,9 +258,7 @@ class AgentSession:
             if not self.welcomed:
                 return
             for cid in list(self.sent):
-                if not await self.desk.may_view(self.agent, cid):
-                    self.unwatch(cid)
-                    await self.send({"type": "unwatched", "conversation_id": cid})
+                await self.flush(cid)  # authorises again: unwatches what is no longer ours
             await self.send_lists()
 
         async def citizen(m: dict[str, Any]) -> None:
@@ -310,20 +311,45 @@ class AgentSession:
         if u is not None:
             u()
         self.sent.pop(cid, None)
+        self._grant.pop(cid, None)
+
+    def _lock(self, cid: str) -> asyncio.Lock:
+        return self._flush_locks.setdefault(cid, asyncio.Lock())
 
     async def flush(self, cid: str) -> None:
-        lock = self._flush_locks.setdefault(cid, asyncio.Lock())
-        async with lock:
+        """Sends what the console has not seen, authorised now: events are read first,
+        then the agent's right to them (a claim by someone else in between counts), and a
+        conversation that is no longer the agent's is unwatched."""
+        async with self._lock(cid):
             if cid not in self.sent:
                 return
-            store = self.desk.store
-            events = await anyio.to_thread.run_sync(store.events_after, cid, self.sent[cid], None)
+            after, agent_id, desk = self.sent[cid], self.agent.id, self.desk
+
+            def read() -> tuple[list[dict[str, Any]], Agent | None]:
+                events = desk.store.events_after(cid, after, None)
+                return events, desk.receiver(agent_id, cid)
+
+            events, who = await anyio.to_thread.run_sync(read)
+            if who is not None:
+                self.agent = who
+            limit = None if who is not None else self._grant.get(cid, 0)
             for e in events:
                 if e["seq"] <= self.sent.get(cid, 0):
                     continue
+                if limit is not None and e["seq"] > limit:
+                    break
                 self.sent[cid] = e["seq"]
                 if e["type"] in SHOWN:
                     await self.send(event_frame(cid, e))
+            if who is None:
+                self.unwatch(cid)
+                await self.send({"type": "unwatched", "conversation_id": cid})
+
+    async def hand_on(self, cid: str, action: Callable[[], Awaitable[int]]) -> None:
+        """Hand-back, close, transfer: wake-ups wait until the agent's grant (the action's
+        own events) is known."""
+        async with self._lock(cid):
+            self._grant[cid] = await action()
 
     async def open(self, cid: str, last: int) -> None:
         if not await self.desk.may_view(self.agent, cid):
@@ -395,14 +421,16 @@ class AgentSession:
             await self.send({"type": "ack", "client_id": client_id})
         elif kind == "transfer":
             to_agent = f.get("to_agent")
-            await desk.transfer(agent, cid, to_agent=int(to_agent) if to_agent else None,
-                                to_department=f.get("to_department") or None)
+            await self.hand_on(cid, lambda: desk.transfer(
+                agent, cid, to_agent=int(to_agent) if to_agent else None,
+                to_department=f.get("to_department") or None))
             await self.send({"type": "transferred", "conversation_id": cid})
         elif kind == "handback":
-            await desk.hand_back(agent, cid)
+            await self.hand_on(cid, lambda: desk.hand_back(agent, cid))
             await self.send({"type": "ended", "conversation_id": cid, "outcome": "handed_back"})
         elif kind == "close":
-            await desk.close(agent, cid, str(f.get("summary") or ""))
+            summary = str(f.get("summary") or "")
+            await self.hand_on(cid, lambda: desk.close(agent, cid, summary))
             await self.send({"type": "ended", "conversation_id": cid, "outcome": "closed"})
         elif kind == "search":
             await self.send({"type": "items", "items": search_items(desk, str(f.get("q", "")))})
