@@ -1,4 +1,4 @@
-"""The ``daoban`` command line: serve, chat, kb validate|import|export, search, eval."""
+"""The ``daoban`` command line: serve, chat, kb validate|lint|import|export, search, eval."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistant.components import NotReady
 from channels.settings import Settings
 from knowledge.db import make_engine, migrate
 from knowledge.errors import GuideInvalid, Problem
@@ -47,6 +48,25 @@ def cmd_kb_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_kb_lint(args: argparse.Namespace, settings: Settings) -> int:
+    from knowledge.lint import Severity, lint_path
+
+    path = Path(args.path) if args.path else settings.guide_path
+    findings = lint_path(path, required_file=Path(args.required) if args.required else None)
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    if args.json:
+        print(json.dumps({"errors": errors, "warnings": len(findings) - errors,
+                          "findings": [{"file": f.file, "record": f.record, "field": f.field,
+                                        "severity": f.severity.value, "message": f.message}
+                                       for f in findings]}, ensure_ascii=False, indent=1))
+    else:
+        for f in findings:
+            print(str(f))
+        print(f"共 {errors} 个错误、{len(findings) - errors} 个警告 "
+              f"({errors} error(s), {len(findings) - errors} warning(s))")
+    return 1 if errors else 0
+
+
 def cmd_kb_import(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_db(settings, autoload=False)
     try:
@@ -81,12 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="daoban", description="导办 — 政务服务智能导办助手")
     sub = p.add_subparsers(dest="command", required=True)
 
-    kb = sub.add_parser("kb", help="办事指南库: validate / import / export").add_subparsers(
+    kb = sub.add_parser("kb", help="办事指南库: validate / lint / import / export").add_subparsers(
         dest="kb_command", required=True
     )
     v = kb.add_parser("validate", help="校验指南文件 (默认: 内置指南库)")
     v.add_argument("path", nargs="?")
     v.set_defaults(func=cmd_kb_validate)
+    li = kb.add_parser("lint", help="检查指南内容: 过期日期、一件事自相矛盾、重复材料、必办事项缺问答")
+    li.add_argument("path", nargs="?")
+    li.add_argument("--required", help="必办事项清单 (每行一个名称; 默认: 内置清单, 仅对内置指南库)")
+    li.add_argument("--json", action="store_true", help="JSON 输出")
+    li.set_defaults(func=cmd_kb_lint)
     i = kb.add_parser("import", help="校验并导入 (按 id 更新, 单个事务)")
     i.add_argument("path")
     i.set_defaults(func=cmd_kb_import)
@@ -123,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args, settings)
     except SQLAlchemyError as exc:
         print(f"数据库错误: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 2
+    except NotReady as exc:
+        print(str(exc), file=sys.stderr)  # one line naming each fix
         return 2
     except KeyboardInterrupt:
         return 130
