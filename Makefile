@@ -24,6 +24,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@if [ -z "$$DAOBAN_SKIP_RASA" ]; then scripts/rasa.sh start || \
 	  echo "Rasa backend not started (see above): the tests marked rasa will skip"; fi
+	$(BIN)/daoban kb lint
 	$(BIN)/python -m pytest -q
 
 rasa: $(STAMP)
