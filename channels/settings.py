@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     port: int = 8000
     nlu: Literal["embedded", "rasa"] = "embedded"
     rasa_url: str = "http://127.0.0.1:5005"
+    # ``serve`` refuses to start while a component is off (the encoder weights missing, Rasa
+    # or Redis not answering: assistant/components.py); True serves anyway, with /health
+    # saying "degraded" and why.
+    allow_degraded: bool = False
     redis_url: str | None = None
     redis_prefix: str = "daoban:"  # pub/sub channel prefix: keeps deployments apart
     # Human 帮办 desk: how long a citizen waits in the queue before being told (留言 +
@@ -53,6 +57,24 @@ class Settings(BaseSettings):
     wechat_api_base: str = "https://api.weixin.qq.com"
     # WeChat gives up after 5 s; answers later than this go out as 客服消息.
     wechat_reply_timeout: float = 4.5
+    # Replay protection: a signed request whose timestamp is further than this from the
+    # server's clock is refused, and each (timestamp, nonce) is accepted once in that window.
+    wechat_max_clock_skew: float = 300.0  # seconds
+
+    # --- Security (docs/security.md) ---
+    # The server's API token: opens every conversation through the REST API (as Rasa's
+    # ``?token=``), webhook ones included. None: only each conversation's own token does.
+    api_token: str | None = None
+    max_body_bytes: int = 64 * 1024  # HTTP request bodies, counted while reading (413)
+    ws_max_bytes: int = 16 * 1024  # websocket messages, refused by the protocol (1009)
+    ws_per_address: int = 20  # concurrent /ws/chat sockets from one client address
+    header_timeout: float = 10.0  # seconds to send a request's headers
+    keep_alive_seconds: int = 5  # an idle keep-alive connection is closed after this
+    max_connections: int | None = None  # uvicorn limit_concurrency (503 beyond); None: off
+    # Who may frame the chat page (the widget's iframe): a CSP frame-ancestors source list,
+    # e.g. "https://www.example.gov.cn https://*.example.gov.cn". "*": any site.
+    frame_ancestors: str = "*"
+    api_docs: bool = False  # /docs and /openapi.json (off in production)
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -12,11 +12,12 @@ one of them (or the late delivery) sends it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,21 @@ from assistant.model import Reply, UserMessage
 from channels.settings import Settings
 from channels.wechat_api import WeChatApi, WeChatApiError
 from channels.wechat_crypto import BadPayload, WeChatCrypto, WrongAppId, signature_ok
-from channels.wechat_render import choice, is_choice, render
-from channels.wechat_store import SqlWeChatUsers, TtlCache, conversation_id
+from channels.wechat_render import (
+    checklist_reply,
+    choice,
+    is_checklist_command,
+    is_choice,
+    render,
+)
+from channels.wechat_store import (
+    MemoryNonces,
+    Nonces,
+    SqlWeChatUsers,
+    TtlCache,
+    conversation_id,
+    make_nonces,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +132,11 @@ class WeChatChannel:
     crypto: WeChatCrypto | None
     client: httpx.AsyncClient
     clicks: dict[str, str] = field(default_factory=lambda: dict(load_menu()["clicks"]))
-    _inflight: TtlCache[_Pending] = field(default_factory=lambda: TtlCache(ttl=120.0))
+    nonces: Nonces = field(default_factory=MemoryNonces)
+    clock: Callable[[], float] = time.time  # WeChat's timestamps are Unix seconds
+    # Outlives the replay window, so an exact replay of a signed request (accepted as a
+    # retry) finds its message here and is never processed twice.
+    _inflight: TtlCache[_Pending] = field(default_factory=lambda: TtlCache(ttl=660.0))
     _answers: set[asyncio.Task[list[str]]] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _send_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -209,6 +227,8 @@ class WeChatChannel:
             if m.get("MsgType") == "text" and is_choice(text):
                 recent = await anyio.to_thread.run_sync(self._recent, cid)
                 text = choice(text, recent)
+            if is_checklist_command(text):  # the whole checklist as one message
+                return await anyio.to_thread.run_sync(checklist_reply, self.assistant, cid)
             msg = UserMessage(cid, text, channel="wechat", message_id=dedupe_key(m), place=place)
             try:
                 replies = await self.assistant.handle(msg, create=True)
@@ -266,7 +286,24 @@ class WeChatChannel:
             await asyncio.wait(set(self._tasks), timeout=5.0)
         for t in list(self._tasks):
             t.cancel()
+        await self.nonces.close()
         await self.client.aclose()
+
+    async def check_fresh(self, timestamp: str, nonce: str, content: str | bytes) -> None:
+        """Refuse a signed request from outside the replay window, or a (timestamp, nonce)
+        already used for other content. Called after the signature check, so only WeChat
+        (or whoever holds the token) can fill the nonce memory."""
+        skew = self.settings.wechat_max_clock_skew
+        if (not timestamp.isdigit() or len(timestamp) > 12
+                or abs(int(timestamp) - self.clock()) > skew):
+            raise HTTPException(403, "请求已过期")
+        if not nonce or len(nonce) > 64:
+            raise HTTPException(403, "请求缺少随机数")
+        data = content.encode() if isinstance(content, str) else content
+        digest = hashlib.sha256(data).hexdigest()
+        # The memory outlives the window on both sides of the server's clock.
+        if not await self.nonces.first(f"{timestamp}:{nonce}", digest, 2 * skew + 60):
+            raise HTTPException(403, "重复的请求")
 
 
 def _place(key: str) -> str | None:
@@ -295,11 +332,31 @@ async def build_channel(settings: Settings, assistant: Assistant) -> WeChatChann
                         settings.wechat_appsecret, client)
     else:
         log.warning("WeChat: no AppSecret, so late answers and agent messages cannot be sent")
-    return WeChatChannel(settings, assistant, users, api, crypto, client)
+    nonces = make_nonces(settings.redis_url, settings.redis_prefix)
+    return WeChatChannel(settings, assistant, users, api, crypto, client, nonces=nonces)
+
+
+class QueryFreeAccessLog(logging.Filter):
+    """Drops the query string from uvicorn's access lines. WeChat's carries the citizen's
+    openid and the request signature; other routes' may carry access tokens (Rasa's
+    ``?token=``). None of them belongs in a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def quiet_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QueryFreeAccessLog) for f in access.filters):
+        access.addFilter(QueryFreeAccessLog())
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    quiet_access_log()
     services = app.state.services
     channel = await build_channel(services.settings, services.assistant)
     app.state.wechat = channel
@@ -341,9 +398,11 @@ async def verify(request: Request) -> PlainTextResponse:
     if "msg_signature" in q and ch.crypto is not None:
         if not signature_ok(q["msg_signature"], ch.token, ts, nonce, echo):
             raise HTTPException(403, "签名不对")
+        await ch.check_fresh(ts, nonce, echo)
         return PlainTextResponse(_decrypt(ch.crypto, echo))
     if not signature_ok(q.get("signature", ""), ch.token, ts, nonce):
         raise HTTPException(403, "签名不对")
+    await ch.check_fresh(ts, nonce, echo)
     return PlainTextResponse(echo)
 
 
@@ -354,6 +413,9 @@ async def receive(request: Request) -> Response:
     ts, nonce = q.get("timestamp", ""), q.get("nonce", "")
     body = await _body(request)
     safe = q.get("encrypt_type") == "aes"
+    if not safe and ch.crypto is not None:
+        # With an EncodingAESKey, plaintext is a downgrade: WeChat itself always encrypts.
+        raise HTTPException(403, "本公众号只接收加密消息")
     if not safe and not signature_ok(q.get("signature", ""), ch.token, ts, nonce):
         raise HTTPException(403, "签名不对")
     outer = parse_xml(body)
@@ -364,8 +426,10 @@ async def receive(request: Request) -> Response:
         encrypted = outer.get("Encrypt", "")
         if not signature_ok(q.get("msg_signature", ""), ch.token, ts, nonce, encrypted):
             raise HTTPException(403, "签名不对")
+        await ch.check_fresh(ts, nonce, body)
         m = parse_xml(_decrypt(ch.crypto, encrypted).encode())
     else:
+        await ch.check_fresh(ts, nonce, body)
         m = outer
     text = await ch.receive(m)
     if text is None:

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -99,3 +99,55 @@ class TtlCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Nonces(Protocol):
+    async def first(self, key: str, digest: str, ttl: float) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryNonces:
+    """The (timestamp, nonce) pairs seen in the replay window, in one process.
+
+    ``first`` is True for a new pair, and for WeChat's own retry of it (same body digest);
+    False for the pair with another body: a replayed signature carrying new content.
+    Bounded: past ``size`` the oldest pairs go (only signed requests get this far)."""
+
+    def __init__(self, size: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.clock = clock
+        self._seen: dict[float, TtlCache[str]] = {}
+
+    async def first(self, key: str, digest: str, ttl: float) -> bool:
+        cache = self._seen.setdefault(ttl, TtlCache(ttl, self.size, self.clock))
+        known = cache.get(key)
+        if known is None:
+            cache.put(key, digest)
+            return True
+        return known == digest
+
+    async def close(self) -> None:
+        self._seen.clear()
+
+
+class RedisNonces:
+    """The same memory shared by every server process (``SET NX EX``)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.prefix = prefix + "wechat:nonce:"
+        self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def first(self, key: str, digest: str, ttl: float) -> bool:
+        name = self.prefix + key
+        if await self._redis.set(name, digest, nx=True, ex=max(1, int(ttl + 0.999))):
+            return True
+        return bool(await self._redis.get(name) == digest)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_nonces(redis_url: str | None, prefix: str) -> MemoryNonces | RedisNonces:
+    return RedisNonces(redis_url, prefix) if redis_url else MemoryNonces()

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,12 @@ from assistant.model import Button, Reply
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
 from channels.settings import Settings
-from channels.wechat import UnknownWeChatConversation, WeChatChannel, load_menu
+from channels.wechat import (
+    QueryFreeAccessLog,
+    UnknownWeChatConversation,
+    WeChatChannel,
+    load_menu,
+)
 from channels.wechat_api import WeChatApi
 from channels.wechat_crypto import (
     BadKey,
@@ -44,7 +52,7 @@ from channels.wechat_crypto import (
     signature,
 )
 from channels.wechat_render import MAX_BYTES, choice, render, split
-from channels.wechat_store import conversation_id
+from channels.wechat_store import MemoryNonces, RedisNonces, conversation_id
 from tests.consoles import PASSWORD, agent_ws
 from tests.consoles import token as agent_token
 from tests.consoles import until as frames_until
@@ -163,11 +171,12 @@ class Bed:
         return ch
 
 
-def _bed(tmp: Path, fake: FakeWeChat, timeout: float) -> Iterator[Bed]:
+def _bed(tmp: Path, fake: FakeWeChat, timeout: float, aes: bool = False) -> Iterator[Bed]:
     settings = Settings(
         database_url=f"sqlite:///{tmp / 'wx.db'}", index_dir=tmp / "idx",
         wechat_token=S_TOKEN, wechat_appid=S_APPID, wechat_appsecret=SECRET,
-        wechat_aes_key=S_KEY, wechat_api_base=fake.url, wechat_reply_timeout=timeout,
+        wechat_aes_key=S_KEY if aes else None, wechat_api_base=fake.url,
+        wechat_reply_timeout=timeout,
         public_url="https://daoban.example.gov.cn",
     )
     assistant = make_assistant(settings.database_url, settings.index_dir)
@@ -179,6 +188,22 @@ def _bed(tmp: Path, fake: FakeWeChat, timeout: float) -> Iterator[Bed]:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory, fake: FakeWeChat) -> Iterator[Bed]:
     yield from _bed(tmp_path_factory.mktemp("wx"), fake, 4.5)
+
+
+@pytest.fixture(scope="module")
+def safe(tmp_path_factory: pytest.TempPathFactory, fake: FakeWeChat) -> Iterator[Bed]:
+    """Safe mode (安全模式): an EncodingAESKey is configured."""
+    yield from _bed(tmp_path_factory.mktemp("wxsafe"), fake, 4.5, aes=True)
+
+
+@contextmanager
+def clock_at(bed: Bed, now: float) -> Iterator[None]:
+    """The server's clock set to ``now``: WeChat's published samples are from 2014."""
+    bed.channel.clock = lambda: now
+    try:
+        yield
+    finally:
+        bed.channel.clock = time.time
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +297,7 @@ def test_bad_key() -> None:
 # --- URL verification ----------------------------------------------------------------------
 
 
-def test_get_verification(bed: Bed) -> None:
+def test_get_verification(bed: Bed, safe: Bed) -> None:
     r = bed.client.get("/wechat", params=signed(echostr="abc123"))
     assert r.status_code == 200 and r.text == "abc123"
     bad = signed(echostr="abc123")
@@ -282,8 +307,11 @@ def test_get_verification(bed: Bed) -> None:
     assert bed.client.get("/wechat", params=wrong_token).status_code == 403
     sample = {"msg_signature": "5c45ff5e21c57e6ad56bac8758b79b1d9ac89fd3",
               "timestamp": "1409659589", "nonce": "263014780", "echostr": S_ECHO}
-    r = bed.client.get("/wechat", params=sample)
+    with clock_at(safe, 1409659589 + 100):
+        r = safe.client.get("/wechat", params=sample)
     assert r.status_code == 200 and r.text == "1616140317555161061"
+    # The same signed sample, replayed today: refused.
+    assert safe.client.get("/wechat", params=sample).status_code == 403
 
 
 # --- messages and events -------------------------------------------------------------------
@@ -378,13 +406,15 @@ def test_menu_clicks(bed: Bed) -> None:
     assert "菜单" in text
 
 
-def test_safe_mode_sample_message(bed: Bed) -> None:
+def test_safe_mode_sample_message(safe: Bed) -> None:
     """WeChat's own encrypted sample, end to end; the reply comes back encrypted."""
+    bed = safe
     body = (f"<xml><ToUserName><![CDATA[{S_APPID}]]></ToUserName><Encrypt><![CDATA[{S_MSG}]]>"
             "</Encrypt><AgentID><![CDATA[218]]></AgentID></xml>").encode()
     params = {"msg_signature": "477715d11cdb4164915debcba66cb864d751f3e6",
               "timestamp": "1409659813", "nonce": "1372623149", "encrypt_type": "aes"}
-    r = post(bed, body, params)
+    with clock_at(bed, 1409659813 - 200):
+        r = post(bed, body, params)
     assert r.status_code == 200, r.text
     outer = ET.fromstring(r.text)
     enc, ts = outer.findtext("Encrypt") or "", outer.findtext("TimeStamp") or ""
@@ -394,8 +424,11 @@ def test_safe_mode_sample_message(bed: Bed) -> None:
     assert inner.findtext("ToUserName") == "mycreate" and inner.findtext("Content")
     assert said(bed, "mycreate") == ["hello"]
     # A retry of the same message is not processed again.
-    assert post(bed, body, params).text == "success"
+    with clock_at(bed, 1409659813 + 200):
+        assert post(bed, body, params).text == "success"
     assert said(bed, "mycreate") == ["hello"]
+    # Replayed today (a captured request with a valid signature): refused.
+    assert post(bed, body, params).status_code == 403
 
 
 def encrypted(bed: Bed, inner: bytes, crypto: WeChatCrypto | None = None,
@@ -408,7 +441,8 @@ def encrypted(bed: Bed, inner: bytes, crypto: WeChatCrypto | None = None,
     return post(bed, body.encode(), p)
 
 
-def test_safe_mode_round_trip_and_rejections(bed: Bed) -> None:
+def test_safe_mode_round_trip_and_rejections(safe: Bed) -> None:
+    bed = safe
     user = openid()
     r = encrypted(bed, msg(user, Content="孩子出生了要办啥"))
     inner = ET.fromstring(bed.crypto.decrypt(ET.fromstring(r.text).findtext("Encrypt") or ""))
@@ -418,6 +452,105 @@ def test_safe_mode_round_trip_and_rejections(bed: Bed) -> None:
     wrong_app = WeChatCrypto(S_TOKEN, S_KEY, "wx1111111111111111")
     assert encrypted(bed, msg(other, Content="你好"), crypto=wrong_app).status_code == 403
     assert bed.assistant.store.load(conversation_id(other)) is None
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+def signed_at(ts: int, nonce: str | None = None) -> dict[str, str]:
+    n = nonce or str(next(_seq))
+    return {"timestamp": str(ts), "nonce": n, "signature": signature(S_TOKEN, str(ts), n)}
+
+
+@pytest.mark.parametrize("age", [int(time.time()) - 978307200, 301, -301],
+                         ids=["2001", "past", "future"])
+def test_stale_or_future_timestamp_refused(bed: Bed, age: int) -> None:
+    """A valid signature from 2001, or more than 300 s either side of now: refused, every time."""
+    user = openid()
+    params = signed_at(int(time.time()) - age)
+    for _ in range(2):
+        assert post(bed, msg(user, Content="社保卡丢了咋整"), params).status_code == 403
+    assert bed.client.get("/wechat", params={**params, "echostr": "e"}).status_code == 403
+    assert bed.assistant.store.load(conversation_id(user)) is None
+    # Within the window it is fine.
+    assert "社会保障卡" in content(post(bed, msg(user, Content="社保卡丢了咋整"),
+                                    signed_at(int(time.time()) - 250)))
+
+
+def test_nonce_reused_for_other_content_refused(bed: Bed) -> None:
+    first, second = openid(), openid()
+    params = signed()
+    content(post(bed, msg(first, Content="你好"), params))
+    r = post(bed, msg(second, Content="转人工"), params)
+    assert r.status_code == 403
+    assert bed.assistant.store.load(conversation_id(second)) is None
+    assert bed.client.get("/wechat", params={**params, "echostr": "x"}).status_code == 403
+
+
+def test_plaintext_refused_in_safe_mode(safe: Bed) -> None:
+    user = openid()
+    r = post(safe, msg(user, Content="社保卡丢了咋整"))  # correctly signed, not encrypted
+    assert r.status_code == 403
+    assert safe.assistant.store.load(conversation_id(user)) is None
+    assert safe.channel.users.openid(conversation_id(user)) is None
+
+
+def test_nonce_memory_is_bounded_and_expires() -> None:
+    now = [0.0]
+    mem = MemoryNonces(size=3, clock=lambda: now[0])
+
+    async def run() -> None:
+        assert await mem.first("1:a", "d1", 600)
+        assert await mem.first("1:a", "d1", 600)  # WeChat's retry: same content
+        assert not await mem.first("1:a", "d2", 600)
+        for k in ("1:b", "1:c", "1:d"):
+            assert await mem.first(k, "d", 600)
+        assert sum(len(c) for c in mem._seen.values()) == 3
+        now[0] = 601.0
+        assert await mem.first("1:b", "other", 600)  # forgotten after the window
+
+    anyio.run(run)
+
+
+@pytest.mark.redis
+def test_redis_nonces_are_shared_between_processes() -> None:
+    url = os.environ.get("DAOBAN_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    prefix = f"daoban-test-{uuid.uuid4().hex[:10]}:"
+
+    async def run() -> None:
+        a, b = RedisNonces(url, prefix), RedisNonces(url, prefix)
+        try:
+            await a._redis.ping()
+        except Exception:
+            pytest.skip("Redis is not running")
+        try:
+            assert await a.first("1:n", "d1", 660)
+            assert await b.first("1:n", "d1", 660)  # the retry reached the other process
+            assert not await b.first("1:n", "d2", 660)
+            assert 0 < await a._redis.ttl(prefix + "wechat:nonce:1:n") <= 660
+            other = RedisNonces(url, prefix + "other:")  # another deployment
+            assert await other.first("1:n", "d2", 660)
+            await other._redis.delete(prefix + "other:wechat:nonce:1:n")
+            await other.close()
+            await a._redis.delete(prefix + "wechat:nonce:1:n")
+        finally:
+            await a.close()
+            await b.close()
+
+    anyio.run(run)
+
+
+def test_access_log_has_no_query_string(bed: Bed) -> None:
+    """uvicorn's access line for ``/wechat`` would carry the openid and the signature."""
+    access = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, QueryFreeAccessLog) for f in access.filters)
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", "/wechat?signature=abc123&timestamp=1&nonce=2&openid=oAbc",
+         "1.1", 200), None)
+    assert access.filter(record)
+    line = record.getMessage()
+    assert line == '127.0.0.1:5000 - "POST /wechat HTTP/1.1" 200'
 
 
 # --- bad requests --------------------------------------------------------------------------
