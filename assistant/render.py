@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from assistant.model import Button
+from assistant.sources import source_line, source_link
 from knowledge.bundles import MergedMaterial, merge_materials
 from knowledge.schema import (
     Bundle,
@@ -91,7 +92,7 @@ def applicable(
 def amount(u: MaterialUse) -> str:
     """How many of what, never ambiguous: "原件1份、复印件2份" — not "原件2份"."""
     if u.form is Form.ORIGINAL_AND_COPY:
-        return f"原件1份（核验后退还）、复印件{u.copies}份"
+        return f"原件1份、复印件{u.copies}份（原件核验后退还）"
     if u.form is Form.COPY:
         return f"复印件{u.copies}份"
     if u.form is Form.FILLED:
@@ -127,30 +128,44 @@ def skip_reason(use: MaterialUse) -> str | None:
     return None
 
 
+def elsewhere(e: Entry) -> list[str]:
+    """Published reductions measured in other places, one line per place: never shown as
+    Harbin's facts, always under "其他地方的做法"."""
+    if not isinstance(e, Bundle):
+        return []
+    by_place: dict[str, list[str]] = {}
+    for r in e.reductions:
+        by_place.setdefault(r.place, []).append(
+            f"{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}")
+    return [f"{place}：{'、'.join(facts)}" for place, facts in by_place.items()]
+
+
 def card(guide: GuideBase, e: Entry, n_materials: int) -> dict[str, Any]:
     d: dict[str, Any] = {
         "type": e.kind,
         "id": e.id,
         "name": e.name,
         "plain_name": plain_name(e),
+        "brief": brief(e.summary),
         "summary": e.summary,
-        "audience": [a.value for a in e.audience],
-        "conditions": e.conditions[:3],
+        "where": e.where.text,
         "time_limit": e.time_limit.text,
         "fee": e.fee.text,
-        "where": e.where.text,
         "online": online_channels(e),
         "visits": e.visits,
+        "audience": [a.value for a in e.audience],
+        "conditions": e.conditions[:3],
         "materials_count": n_materials,
         "caveat": caveat(e),
-        "source": e.provenance.source,
+        "source": source_line(e.provenance.source),
+        "source_url": source_link(e.provenance.source),
     }
     if isinstance(e, Bundle):
         d["members"] = [{"id": m.id, "name": m.name} for m in members(guide, e)]
         d["reductions"] = [
-            f"{r.what} {r.before}{r.unit}→{r.after}{r.unit}（{r.place}，来源：{r.source}）"
-            for r in e.reductions
+            f"{r.place}：{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}" for r in e.reductions
         ]
+        d["elsewhere"] = elsewhere(e)
     return d
 
 
@@ -167,27 +182,26 @@ def brief(text: str, want: int = 60, cap: int = 150) -> str:
 
 
 def card_text(guide: GuideBase, e: Entry, n_materials: int) -> str:
+    """What, where, how long, cost, online or not first: the Harbin facts a citizen acts
+    on; other places' published figures last, labelled as such; sources as one line."""
     lines = [f"【{e.name}】" + (f"（俗称：{plain_name(e)}）" if plain_name(e) else "")]
     lines.append(brief(e.summary))
-    if isinstance(e, Bundle):
-        lines.append("一次办好这些事：" + "、".join(m.name for m in members(guide, e)))
-        by_place: dict[str, list[str]] = {}
-        for r in e.reductions:  # one line per place: the card stays short on a phone
-            by_place.setdefault(r.place, []).append(
-                f"{r.what}从{r.before}{r.unit}减到{r.after}{r.unit}")
-        for place, facts in list(by_place.items())[:2]:
-            lines.append(f"已公布的成效（{place}，其他地方的做法）：" + "、".join(facts))
-    who = "、".join(a.value for a in e.audience)
-    lines.append(f"谁能办：{who}" + (f"；{e.conditions[0]}" if e.conditions else ""))
+    lines.append(f"在哪办：{e.where.text}")
     lines.append(f"多久办好：{e.time_limit.text}")
     lines.append(f"收费：{e.fee.text}")
-    lines.append(f"在哪办：{e.where.text}")
     online = online_channels(e)
     lines.append("网上/掌上办：" + ("；".join(online) if online else "暂不支持，需到现场"))
     lines.append(f"到现场次数：{e.visits}次" if e.visits else "到现场次数：0次（不用跑）")
+    who = "、".join(a.value for a in e.audience)
+    lines.append(f"谁能办：{who}" + (f"；{e.conditions[0]}" if e.conditions else ""))
+    if isinstance(e, Bundle):
+        lines.append("一次办好这些事：" + "、".join(m.name for m in members(guide, e)))
     lines.append(f"需要材料：{n_materials}项")
+    other = elsewhere(e)[:2]  # the card stays short on a phone
+    if other:
+        lines.append("其他地方的做法（不是哈尔滨的数据）：" + "；".join(other))
     c = caveat(e)
     if c:
         lines.append(c)
+    lines.append(source_line(e.provenance.source))
     return "\n".join(lines)
-

@@ -4,6 +4,7 @@ the citizen's materials), so they cannot disagree."""
 
 from __future__ import annotations
 
+from assistant.checklist import snapshot
 from assistant.closing import ask_rating
 from assistant.context import Ctx, Outcome
 from assistant.model import Button, Conversation, Stage, Walk
@@ -146,7 +147,12 @@ def finish(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
         if cl.get(key):
             lines.append(f"{title}：" + "、".join(cl[key]))
     lines.append(f"在哪办：{e.where.text}" if e else "")
-    out.say("\n".join(x for x in lines if x), (), {"type": "checklist", "entry": walk.entry_id,
-                                                   **{k: v for k, v in cl.items() if k != "pending"}})
+    snap = snapshot(conv, ctx, walk.entry_id) or {}
+    out.say("\n".join(x for x in lines if x), (), {
+        "type": "checklist", "entry": walk.entry_id,
+        **{k: v for k, v in cl.items() if k != "pending"},
+        # the same materials with amounts and states, grouped by member item
+        **{k: snap[k] for k in ("name", "groups", "where", "time_limit", "phone") if k in snap},
+    })
     out.events.append(Event("checklist", {"entry": walk.entry_id, **cl}))
     ask_rating(conv, out, "核对完了。请为这次服务打个分：")

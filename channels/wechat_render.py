@@ -10,12 +10,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from html import escape
 from typing import Any
 
+from assistant import checklist
+from assistant.core import Assistant
 from assistant.model import Button, Reply
 
 MAX_BYTES = 2048  # WeChat's limit for a text message's content, UTF-8 bytes
 _NUMBER = re.compile(r"^\s*(\d{1,2})\s*$")
+# Typed (or pressed as a menu click) to get the whole checklist as one message.
+CHECKLIST_COMMANDS = frozenset({"清单", "发清单", "发送清单", "材料清单", "打印清单", "/checklist"})
+CHECKLIST_HINT = "回复“清单”，把完整的材料清单作为一条消息发给您，方便转发给家人。"
+NO_CHECKLIST = "还没有材料清单。请先说说您要办的事，再回复“查看材料”或“逐项核对材料”。"
 
 
 def offered(replies: Sequence[Reply]) -> list[Button]:
@@ -36,10 +43,34 @@ def render(replies: Sequence[Reply], web_url: str | None = None, lead: str = "")
     options = offered(replies)
     if options:
         parts.append("\n".join(f"回复 {i} {b.title}" for i, b in enumerate(options, 1)))
+    if any(r.card for r in replies):
+        parts.append(CHECKLIST_HINT)
     if web_url and any(r.card for r in replies):
         # A card (the guide entry, the checklist) reads better on a page than in a bubble.
-        parts.append(f"在网页上查看完整办事指南：{web_url}")
+        # A link behind words, never a raw address in the text.
+        parts.append(f'<a href="{escape(web_url, quote=True)}">在网页上查看完整办事指南</a>')
     return split("\n\n".join(parts)) if parts else []
+
+
+def is_checklist_command(text: str) -> bool:
+    return unicodedata.normalize("NFKC", text).strip().strip("。！!") in CHECKLIST_COMMANDS
+
+
+def checklist_messages(snap: dict[str, Any] | None) -> list[str]:
+    """The whole checklist as one text message; when longer than WeChat allows, cut at
+    line boundaries into numbered parts, each within ``MAX_BYTES``."""
+    if snap is None:
+        return [NO_CHECKLIST]
+    parts = split(checklist.text(snap), MAX_BYTES - 16)
+    if len(parts) == 1:
+        return parts
+    return [f"（{i}/{len(parts)}）\n{p}" for i, p in enumerate(parts, 1)]
+
+
+def checklist_reply(assistant: Assistant, conversation_id: str) -> list[str]:
+    """Blocking (store read): the checklist of the conversation's entry in hand."""
+    conv = assistant.store.load(conversation_id)
+    return checklist_messages(checklist.snapshot(conv, assistant.ctx) if conv else None)
 
 
 def split(text: str, limit: int = MAX_BYTES) -> list[str]:
