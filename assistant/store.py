@@ -55,6 +55,9 @@ class ConversationRow(Base):
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # sha256 (hex) of the capability the citizen's client holds; never the token itself.
+    # None: nobody opens the conversation by id (webhook senders, pre-token rows).
+    token_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class EventRow(Base):
@@ -147,7 +150,7 @@ class SqlConversationStore:
                 c.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 c.commit()
 
-    def create(self, conversation: Conversation) -> None:
+    def create(self, conversation: Conversation, *, token_hash: str | None = None) -> None:
         with Session(self.engine) as s, s.begin():
             s.add(
                 ConversationRow(
@@ -156,8 +159,17 @@ class SqlConversationStore:
                     mode=conversation.mode.value,
                     current=conversation.current,
                     state=conversation.to_state(),
+                    token_hash=token_hash,
                 )
             )
+
+    def token_hash(self, conversation_id: str) -> str | None:
+        """The stored capability hash; None for no such conversation or one without."""
+        t = ConversationRow.__table__
+        with self.engine.connect() as c:
+            found: str | None = c.execute(
+                select(t.c.token_hash).where(t.c.id == conversation_id)).scalar()
+        return found
 
     # The hot path (every message) uses SQLAlchemy Core: the ORM's unit of work cost more
     # than the SQL itself (benchmarks/load_ws.py).

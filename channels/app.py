@@ -18,6 +18,8 @@ from assistant.core import Assistant, ConversationNotFound, MessageRejected
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.doorplate_web import build_doorplates, doorplate_locator
+from channels.limits import AddressSlots, BodyLimit, SecurityHeaders
+from channels.rest import TokenRequired, token_required_response
 from channels.settings import Settings
 from channels.staff import LOGIN_FAILURES, StaffRefused
 from channels.web import IP_RATE, RateLimiter
@@ -28,7 +30,6 @@ from knowledge.store import ensure_loaded, load_stored, stored_hash
 from nlu.understand import Understanding
 
 log = logging.getLogger("daoban")
-MAX_BODY = 64 * 1024  # bytes; a chat message is at most a few KB
 
 
 @dataclass
@@ -39,9 +40,11 @@ class Services:
     doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
     ip_limiter: RateLimiter = field(init=False)  # derived from settings.ws_ip_limit
     login_failures: RateLimiter = field(init=False)  # failed staff sign-ins per address
+    ws_slots: AddressSlots = field(init=False)  # open /ws/chat sockets per address
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
+        self.ws_slots = AddressSlots(self.settings.ws_per_address)
         self.login_failures = RateLimiter(*LOGIN_FAILURES)
 
 
@@ -89,15 +92,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         yield
         app.state.services.assistant.store.engine.dispose()
 
-    app = FastAPI(title="daoban 导办", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs  # the API's own description is not for the public by default
+    app = FastAPI(title="daoban 导办", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
     _install_errors(app)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"error": "请求内容太大", "code": "body_too_large"}, 413)
-        return await call_next(request)
+    # Outermost first: the headers go on every response, the 413 included.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)
 
     from channels import doorplate_web, rest, web, wechat
 
@@ -131,6 +133,10 @@ def _install_errors(app: FastAPI) -> None:
     async def rejected(_: Request, exc: MessageRejected) -> JSONResponse:
         return _error(422, str(exc), "message_rejected")
 
+    @app.exception_handler(TokenRequired)
+    async def token_required(_: Request, exc: TokenRequired) -> JSONResponse:
+        return token_required_response()
+
     @app.exception_handler(ConversationNotFound)
     async def not_found(_: Request, exc: ConversationNotFound) -> JSONResponse:
         return _error(404, "会话不存在", "conversation_not_found")
@@ -141,6 +147,9 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body json cannot read (nested thousands deep, say)
+            return _error(400, "请求不是合法的 JSON", "invalid_json")
         msg = {404: "地址不存在", 405: "不支持这种请求方法"}.get(exc.status_code, str(exc.detail))
         return _error(exc.status_code, msg, "http_error")
 

@@ -11,14 +11,13 @@ from channels.settings import Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from channels.app import create_app
+    from channels.serving import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"导办 daoban: http://{host}:{port}/ (Ctrl+C 退出)", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve(create_app(settings), settings, host, port)
     return 0
 
 

@@ -30,8 +30,9 @@ class DialogueFileError(EvalFileError):
 
 
 class HttpClient(Protocol):
-    def post(self, url: str, *, json: Any = None) -> Any: ...
-    def get(self, url: str) -> Any: ...
+    def post(self, url: str, *, json: Any = None, headers: dict[str, str] | None = None
+             ) -> Any: ...
+    def get(self, url: str, *, headers: dict[str, str] | None = None) -> Any: ...
 
 
 @dataclass
@@ -114,7 +115,9 @@ def check_turn(turn: dict[str, Any], reply: str, item: str | None, mode: str) ->
 
 
 def play(client: HttpClient, dialogue: dict[str, Any], report: Report) -> list[TurnResult]:
-    cid = client.post("/api/v1/conversations", json={"channel": "rest"}).json()["id"]
+    created = client.post("/api/v1/conversations", json={"channel": "rest"}).json()
+    cid = created["id"]
+    auth = {"Authorization": f"Bearer {created['token']}"}  # the conversation's capability
     last: list[dict[str, Any]] = []
     results = []
     for i, turn in enumerate(dialogue["turns"]):
@@ -125,7 +128,8 @@ def play(client: HttpClient, dialogue: dict[str, Any], report: Report) -> list[T
             hit = next((b for b in buttons if title in b["title"]), None)
             text = hit["payload"] if hit else title
         t0 = time.perf_counter()
-        r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": text})
+        r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": text},
+                        headers=auth)
         report.latency_ms.append((time.perf_counter() - t0) * 1000)
         body = r.json()
         refused = 400 <= r.status_code < 500  # "消息太长了": a polite answer, but no answer
@@ -136,7 +140,7 @@ def play(client: HttpClient, dialogue: dict[str, Any], report: Report) -> list[T
         else:
             last = body["replies"]
             reply = _reply_text(last)
-        state = client.get(f"/api/v1/conversations/{cid}").json()
+        state = client.get(f"/api/v1/conversations/{cid}", headers=auth).json()
         item = (state.get("current_item") or {}).get("id")
         reasons = check_turn(turn, reply, item, state.get("mode", ""))
         if refused and not turn.get("fallback_ok") and "fallback" not in reasons:

@@ -4,6 +4,8 @@ signed-in supervisors and admins only (the agent console's staff sessions)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 import secrets
@@ -21,7 +23,7 @@ from channels.web import STATIC
 from doorplate.jurisdiction import Locator
 from doorplate.places import Place
 from doorplate.service import Doorplates, open_doorplates
-from doorplate.tokens import Keyring, TokenError, TokenKeyRetired, TokenRevoked
+from doorplate.tokens import Keyring, TokenError
 from knowledge.validate import GuideBase
 
 log = logging.getLogger(__name__)
@@ -111,16 +113,16 @@ async def scan(token: str, request: Request) -> Response:
         return failure_page(404)
     try:
         place = await anyio.to_thread.run_sync(doorplates.verify, token)
-    except (TokenRevoked, TokenKeyRetired) as exc:
-        log.info("door-sign token refused: %s", exc.reason)
-        return failure_page(403)
     except TokenError as exc:
+        # Revoked, retired and forged alike: one status, one page, so a prober learns
+        # nothing about which plates exist (the reason stays in the log).
         log.info("door-sign token refused: %s", exc.reason)
         return failure_page(404)
     guide = services.assistant.guide
+    client = request.client.host if request.client else "?"
 
     def work() -> str:
-        doorplates.record_scan(place.id)
+        doorplates.record_scan(place.id, client)
         return scoped_page(doorplates, guide, place)
 
     html = await anyio.to_thread.run_sync(work)
@@ -191,6 +193,19 @@ async def stats_page(request: Request, staff: MaybeStaff) -> Response:
     return HTMLResponse(html, headers=_NO_STORE)
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def defuse_csv(text: str) -> str:
+    """A cell a spreadsheet would run as a formula (citizens' questions are in the file)
+    gets a leading apostrophe (OWASP's CSV injection advice)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in csv.reader(io.StringIO(text)):
+        writer.writerow(["'" + c if c.startswith(_FORMULA) else c for c in row])
+    return out.getvalue()
+
+
 @router.get("/doorplate/stats.csv", include_in_schema=False)
 async def stats_csv(request: Request, staff: Supervisor) -> Response:
     log.info("door-sign statistics downloaded by %s", staff.username)
@@ -205,6 +220,6 @@ async def stats_csv(request: Request, staff: Supervisor) -> Response:
         return e.name if e else eid
 
     text = await anyio.to_thread.run_sync(doorplates.stats_csv, name)
-    return Response(text, media_type="text/csv; charset=utf-8", headers={
+    return Response(defuse_csv(text), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="doorplate-stats.csv"',
         "Cache-Control": "no-store"})

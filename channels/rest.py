@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from assistant.core import Assistant
+from assistant.core import Assistant, ConversationNotFound
 from assistant.model import Reply, UserMessage
+from channels import capability
+from channels.edge import SafeStr
 
 router = APIRouter()
 ConversationId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,160}$")]
@@ -25,14 +28,14 @@ class NewConversation(BaseModel):
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    text: str = Field(max_length=20_000)
-    message_id: str | None = Field(default=None, max_length=160)
+    text: SafeStr = Field(max_length=20_000)
+    message_id: SafeStr | None = Field(default=None, max_length=160)
 
 
 class RasaMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    sender: str = Field(min_length=1, max_length=1000)
-    message: str = Field(max_length=20_000)
+    sender: SafeStr = Field(min_length=1, max_length=1000)
+    message: SafeStr = Field(max_length=20_000)
 
 
 def _assistant(request: Request) -> Assistant:
@@ -56,18 +59,53 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
+class TokenRequired(Exception):
+    """A conversation asked for without any credential (answered 401)."""
+
+
+def presented_token(request: Request) -> str | None:
+    """The credential a REST caller presents: ``Authorization: Bearer …`` or
+    ``X-Conversation-Token``; the server's API token may also come as ``?token=`` (as
+    Rasa's HTTP API takes it; the access log never shows it)."""
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-conversation-token") or request.query_params.get("token")
+
+
+async def authorize(request: Request, conversation_id: str) -> None:
+    """Raises unless the caller holds the conversation's token or the server's API token.
+    A wrong token and a missing conversation get the same 404."""
+    token = presented_token(request)
+    if not token:
+        raise TokenRequired
+    if capability.is_api_token(token, request.app.state.services.settings.api_token):
+        return
+    if not await capability.opens(_assistant(request), conversation_id, token):
+        raise ConversationNotFound(conversation_id)
+
+
+def token_required_response() -> JSONResponse:
+    return JSONResponse(
+        {"error": "需要会话令牌（创建会话时返回的 token）", "code": "conversation_token_required"},
+        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 @router.post("/api/v1/conversations", status_code=201)
 async def create_conversation(
     request: Request, body: NewConversation | None = None
 ) -> dict[str, str]:
-    cid = await _assistant(request).create(channel=(body or NewConversation()).channel)
-    return {"id": cid}
+    cid, token = await capability.create(
+        _assistant(request), (body or NewConversation()).channel)
+    return {"id": cid, "token": token}
 
 
 @router.post("/api/v1/conversations/{conversation_id}/messages")
 async def post_message(
     request: Request, conversation_id: ConversationId, body: MessageIn
 ) -> dict[str, Any]:
+    await authorize(request, conversation_id)
     replies = await _assistant(request).handle(
         UserMessage(conversation_id, body.text, channel="rest", message_id=body.message_id)
     )
@@ -76,6 +114,7 @@ async def post_message(
 
 @router.get("/api/v1/conversations/{conversation_id}")
 async def get_conversation(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
+    await authorize(request, conversation_id)
     return await _assistant(request).state(conversation_id)
 
 

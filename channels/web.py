@@ -24,6 +24,8 @@ from fastapi.responses import FileResponse, Response
 
 from assistant.core import Assistant, MessageRejected
 from assistant.model import ConversationMode, UserMessage
+from channels import capability
+from channels.edge import storable
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -168,23 +170,35 @@ class ChatSession:
 
     async def hello(self, frame: dict[str, Any]) -> None:
         cid = frame.get("conversation_id")
+        token = frame.get("token")
         last = frame.get("last_seq", 0)
         place = frame.get("place")
+        if last is None:
+            last = 0
+        # bool is an int in Python: ``last_seq: true`` must not pass as 1.
+        if isinstance(last, bool) or not isinstance(last, int) or not 0 <= last < 2**62:
+            await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+            return
         self.place = None
         if isinstance(place, str) and 0 < len(place) <= 200 and self.resolve_place is not None:
             # The token comes from the browser: only a verified one scopes the conversation.
             self.place = await anyio.to_thread.run_sync(self.resolve_place, place)
-        resumed = False
-        if isinstance(cid, str) and 0 < len(cid) <= 160 and await self.assistant.exists(cid):
-            resumed = True
+        # The conversation id alone opens nothing: the page must also hold the token it got
+        # when the conversation began. Wrong, missing or unknown: a new conversation, the
+        # same answer in every case.
+        resumed = (isinstance(cid, str) and 0 < len(cid) <= 160 and storable(cid)
+                   and isinstance(token, str) and 0 < len(token) <= 200
+                   and await capability.opens(self.assistant, cid, token))
+        welcome: dict[str, Any] = {"type": "welcome", "resumed": resumed}
+        if resumed:
+            assert isinstance(cid, str)
             self.cid = cid
         else:
-            self.cid = await self.assistant.create(channel="web")
-        self.sent = last if resumed and isinstance(last, int) and last >= 0 else 0
+            self.cid, welcome["token"] = await capability.create(self.assistant, "web")
+        self.sent = last if resumed else 0
         server_last = await anyio.to_thread.run_sync(self.assistant.store.last_seq, self.cid)
         self.sent = min(self.sent, server_last)
-        await self.send({"type": "welcome", "conversation_id": self.cid, "resumed": resumed,
-                         "last_seq": server_last})
+        await self.send({**welcome, "conversation_id": self.cid, "last_seq": server_last})
         if self.citizens is not None:
             await self.citizens.watch(self)
         await self.flush()
@@ -194,6 +208,9 @@ class ChatSession:
         client_id = frame.get("client_id")
         if not isinstance(text, str) or not isinstance(client_id, str) or not client_id:
             await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+            return
+        if not storable(text) or not storable(client_id):
+            await self.error("bad_frame", "消息里有无法识别的字符，请删掉后重新发送。")
             return
         if len(client_id) > 100:
             await self.error("bad_frame", "消息编号太长。")
@@ -220,13 +237,19 @@ class ChatSession:
 
     async def run(self) -> None:
         while True:
-            raw = await self.ws.receive_text()
-            if len(raw.encode()) > MAX_FRAME:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            raw = message.get("text")
+            if raw is None:  # a binary frame: the protocol is JSON text only
+                await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
+                continue
+            if len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME:
                 await self.error("too_large", "消息太长了，请分几次发送。")
                 continue
             try:
                 frame = json.loads(raw)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # RecursionError: deep nesting
                 await self.error("bad_frame", "消息格式不对，请刷新页面后重试。")
                 continue
             if not isinstance(frame, dict):
@@ -265,7 +288,20 @@ class ChatSession:
 @router.websocket("/ws/chat")
 async def chat_socket(ws: WebSocket) -> None:
     services = ws.app.state.services
-    await ws.accept()
+    address = ws.client.host if ws.client else "?"
+    if not services.ws_slots.take(address):
+        # Refused at the handshake (HTTP 403): one address cannot hold every socket.
+        log.warning("web chat: too many sockets from one address")
+        await ws.close(code=1008)
+        return
+    try:
+        await ws.accept()
+        await _serve(ws, services)
+    finally:
+        services.ws_slots.give(address)
+
+
+async def _serve(ws: WebSocket, services: Any) -> None:
     doorplates = getattr(services, "doorplates", None)
     session = ChatSession(ws, services.assistant, services.ip_limiter,
                           doorplates.resolve if doorplates is not None else None,

@@ -22,6 +22,7 @@ from doorplate.tokens import Keyring, TokenKeyRetired, TokenMalformed, TokenRevo
 
 log = logging.getLogger(__name__)
 CHINA = timezone(timedelta(hours=8))  # statistics days are Harbin days
+SCAN_WINDOW = timedelta(hours=1)
 
 
 def _utcnow() -> datetime:
@@ -49,6 +50,7 @@ class Doorplates:
         self.public_url = public_url.rstrip("/")
         self.clock = clock
         self._retired = store.sync_keys([k for k, _ in keyring.keys], clock())
+        self._scanned: dict[tuple[str, str], datetime] = {}  # (client, place) → counted at
 
     # --- plates ---
     def issue(self, place: Place) -> str:
@@ -90,8 +92,19 @@ class Doorplates:
         self.store.revoke(place.id, self.clock(), reason)
 
     # --- statistics ---
-    def record_scan(self, place_id: str) -> None:
+    def record_scan(self, place_id: str, client: str | None = None) -> None:
+        """Counts a scan; the same client (address) on the same plate counts once an hour,
+        so reloading a page cannot inflate the statistics (this process's memory)."""
         now = self.clock()
+        if client is not None:
+            key = (client, place_id)
+            seen = self._scanned.get(key)
+            if seen is not None and now - seen < SCAN_WINDOW:
+                return
+            if len(self._scanned) > 100_000:  # forget expired entries
+                self._scanned = {k: t for k, t in self._scanned.items()
+                                 if now - t < SCAN_WINDOW}
+            self._scanned[key] = now
         self.store.record(place_id, "scan", now, now.astimezone(CHINA).date().isoformat())
 
     def record_message(self, place_id: str, text: str, entry_id: str | None) -> None:

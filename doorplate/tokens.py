@@ -140,7 +140,11 @@ def unpack(token: str) -> tuple[Claims, bytes, bytes]:
     except UnicodeDecodeError:
         raise TokenMalformed("bad key id") from None
     plate, minute = struct.unpack(">II", raw[2 + n : 2 + n + 8])
-    return Claims(kid, plate, EPOCH + timedelta(minutes=minute)), body, mac
+    try:
+        issued = EPOCH + timedelta(minutes=minute)
+    except OverflowError:  # an unsigned minute past year 9999: forged, not yet checked
+        raise TokenMalformed("issue time out of range") from None
+    return Claims(kid, plate, issued), body, mac
 
 
 def check_signature(keyring: Keyring, token: str) -> Claims:

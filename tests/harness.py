@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -41,17 +42,26 @@ def make_assistant(db_url: str, index_dir: Path) -> Assistant:
 
 
 @contextmanager
-def rest_client(folder: Path, name: str) -> Iterator[TestClient]:
-    """The real app over a SQLite database in ``folder`` and the shared understanding."""
+def rest_client(folder: Path, name: str, **options: Any) -> Iterator[TestClient]:
+    """The real app over a SQLite database in ``folder`` and the shared understanding
+    (``options``: more settings)."""
     from channels.app import Services, create_app  # channels build on everything above
     from channels.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{folder / (name + '.db')}",
-                        index_dir=folder / "idx")
+                        index_dir=folder / "idx", **options)
     assistant = make_assistant(settings.database_url, settings.index_dir)
     app = create_app(settings, Services(settings, assistant, "test"))
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
+
+
+def rest_conversation(client: TestClient) -> tuple[str, dict[str, str]]:
+    """``POST /api/v1/conversations``: the new id and the headers that open it (its token)."""
+    r = client.post("/api/v1/conversations")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return str(body["id"]), {"Authorization": f"Bearer {body['token']}"}
 
 
 @dataclass

@@ -406,7 +406,8 @@ def test_close_shows_the_citizen_a_line_and_not_the_summary(client: TestClient) 
     with agent_ws(client, token(client)) as agent, client.websocket_connect("/ws/chat") as citizen:
         until(agent, lambda f: f["type"] == "welcome")
         citizen.send_text(json.dumps({"type": "hello", "conversation_id": None, "last_seq": 0}))
-        cid = recv(citizen)["conversation_id"]
+        welcome = recv(citizen)
+        cid, cap = welcome["conversation_id"], welcome["token"]
         citizen_send(citizen, "k1", "社保卡丢了咋整")
         citizen_send(citizen, "k2", "转人工")
         until(agent, lambda f: f["type"] == "lists" and any(
@@ -428,7 +429,8 @@ def test_close_shows_the_citizen_a_line_and_not_the_summary(client: TestClient) 
 
     # A reload replays the conversation: no system line is empty there either.
     with client.websocket_connect("/ws/chat") as again:
-        again.send_text(json.dumps({"type": "hello", "conversation_id": cid, "last_seq": 0}))
+        again.send_text(json.dumps({"type": "hello", "conversation_id": cid, "token": cap,
+                                    "last_seq": 0}))
         frames = until(again, lambda f: f["type"] == "message" and f["seq"] >= last)
         system = [f for f in frames if f.get("from") == "system"]
         assert [f["mode"] for f in system] == ["WAITING_AGENT", "WITH_AGENT", "CLOSED"]

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from channels.dialogue_eval import Report, check_turn, play, read_dialogues
-from tests.harness import rest_client
+from tests.harness import rest_client, rest_conversation
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,13 @@ def test_an_opener_carrying_a_question_gets_both(client: TestClient) -> None:
 
 
 def test_clarification_offers_the_common_cases_and_reads_the_reply(client: TestClient) -> None:
-    r = client.post("/api/v1/conversations")
-    cid = r.json()["id"]
-    replies = client.post(f"/api/v1/conversations/{cid}/messages",
+    cid, auth = rest_conversation(client)
+    replies = client.post(f"/api/v1/conversations/{cid}/messages", headers=auth,
                           json={"text": "公积金咋取"}).json()["replies"]
     titles = [b["title"] for rep in replies for b in rep["buttons"]]
     assert titles[:2] == ["住房公积金提取（租房）", "住房公积金提取（购房）"], titles
-    client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "房子是租的"})
-    state = client.get(f"/api/v1/conversations/{cid}").json()
+    client.post(f"/api/v1/conversations/{cid}/messages", headers=auth, json={"text": "房子是租的"})
+    state = client.get(f"/api/v1/conversations/{cid}", headers=auth).json()
     assert state["current_item"]["id"] == "hpf-withdraw-rent"
 
 

@@ -10,20 +10,15 @@ from fastapi.testclient import TestClient
 
 from channels.app import Services, create_app
 from channels.settings import Settings
-from tests.harness import make_assistant, rest_client
+from tests.harness import make_assistant, rest_client, rest_conversation
+
+API_TOKEN = "test-api-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with rest_client(tmp_path_factory.mktemp("rest"), "rest") as c:
+    with rest_client(tmp_path_factory.mktemp("rest"), "rest", api_token=API_TOKEN) as c:
         yield c
-
-
-def new_conversation(client: TestClient) -> str:
-    r = client.post("/api/v1/conversations")
-    assert r.status_code == 201
-    cid: str = r.json()["id"]
-    return cid
 
 
 def test_health(client: TestClient) -> None:
@@ -32,8 +27,9 @@ def test_health(client: TestClient) -> None:
 
 
 def test_conversation_round_trip(client: TestClient) -> None:
-    cid = new_conversation(client)
-    r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "社保卡丢了咋整"})
+    cid, auth = rest_conversation(client)
+    r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": "社保卡丢了咋整"},
+                    headers=auth)
     assert r.status_code == 200
     replies = r.json()["replies"]
     assert replies and all(set(x) == {"text", "buttons", "card"} for x in replies)
@@ -43,10 +39,10 @@ def test_conversation_round_trip(client: TestClient) -> None:
     assert titles == ["查看材料", "逐项核对材料", "在哪办", "转人工"]
     # Sending a button's payload as the text acts like the click.
     walk = next(b["payload"] for b in replies[0]["buttons"] if b["title"] == "逐项核对材料")
-    r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": walk})
+    r = client.post(f"/api/v1/conversations/{cid}/messages", json={"text": walk}, headers=auth)
     texts = "".join(x["text"] for x in r.json()["replies"])
     assert "核对" in texts or "您的情况" in texts
-    state = client.get(f"/api/v1/conversations/{cid}").json()
+    state = client.get(f"/api/v1/conversations/{cid}", headers=auth).json()
     assert state["mode"] == "BOT"
     assert state["current_item"]["id"] == "social-security-card-replace"
     assert state["stage"] in ("walk", "situation")
@@ -55,12 +51,12 @@ def test_conversation_round_trip(client: TestClient) -> None:
 
 
 def test_repeated_message_id_is_processed_once(client: TestClient) -> None:
-    cid = new_conversation(client)
+    cid, auth = rest_conversation(client)
     body = {"text": "孩子出生了要办啥", "message_id": "m-1"}
-    a = client.post(f"/api/v1/conversations/{cid}/messages", json=body).json()
-    b = client.post(f"/api/v1/conversations/{cid}/messages", json=body).json()
+    a = client.post(f"/api/v1/conversations/{cid}/messages", json=body, headers=auth).json()
+    b = client.post(f"/api/v1/conversations/{cid}/messages", json=body, headers=auth).json()
     assert a == b
-    transcript = client.get(f"/api/v1/conversations/{cid}").json()["transcript"]
+    transcript = client.get(f"/api/v1/conversations/{cid}", headers=auth).json()["transcript"]
     assert sum(1 for t in transcript if t["from"] == "citizen") == 1
 
 
@@ -73,16 +69,19 @@ def test_repeated_message_id_is_processed_once(client: TestClient) -> None:
         (b'{"text": "   "}', 422, "message_rejected"),
         (('{"text": "' + "很" * 1001 + '"}').encode(), 422, "message_rejected"),
         (b'{"text": "' + b"x" * 70_000 + b'"}', 413, "body_too_large"),
+        (b'{"text": "a\\u0000b"}', 422, "invalid_request"),  # PostgreSQL refuses NUL
+        (b'{"text": "\\ud800"}', 422, "invalid_request"),  # a lone surrogate
+        (b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "invalid_json"),  # deep
     ],
 )
 def test_bad_input_gets_clear_4xx(
     client: TestClient, payload: bytes, status: int, code: str
 ) -> None:
-    cid = new_conversation(client)
+    cid, auth = rest_conversation(client)
     r = client.post(
         f"/api/v1/conversations/{cid}/messages",
         content=payload,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **auth},
     )
     assert r.status_code == status, r.text
     body = r.json()
@@ -91,10 +90,12 @@ def test_bad_input_gets_clear_4xx(
 
 
 def test_unknown_conversation_and_bad_id(client: TestClient) -> None:
-    r = client.post("/api/v1/conversations/nope-123/messages", json={"text": "你好"})
+    _, auth = rest_conversation(client)
+    r = client.post("/api/v1/conversations/nope-123/messages", json={"text": "你好"},
+                    headers=auth)
     assert r.status_code == 404 and r.json()["code"] == "conversation_not_found"
-    assert client.get("/api/v1/conversations/nope-123").status_code == 404
-    r = client.get("/api/v1/conversations/" + "%20bad")
+    assert client.get("/api/v1/conversations/nope-123", headers=auth).status_code == 404
+    r = client.get("/api/v1/conversations/" + "%20bad", headers=auth)
     assert r.status_code in (404, 422)
     assert client.get("/no/such/path").json()["code"] == "http_error"
 
@@ -112,7 +113,9 @@ def test_rasa_webhook(client: TestClient) -> None:
     assert "buttons" not in client.post(
         "/webhooks/rest/webhook", json={"sender": "user-42", "message": "谢谢"}
     ).json()[0]
-    state = client.get("/api/v1/conversations/rasa:user-42").json()
+    # Only the server's API token reads a webhook conversation through the REST API.
+    api = {"Authorization": f"Bearer {API_TOKEN}"}
+    state = client.get("/api/v1/conversations/rasa:user-42", headers=api).json()
     assert state["current_item"]["name"].startswith("住房公积金提取")
 
 

@@ -43,8 +43,10 @@ def until(ws: WebSocketTestSession, pred: Any, limit: int = 30) -> list[dict[str
     raise AssertionError(f"no matching frame in {out}")
 
 
-def hello(ws: WebSocketTestSession, cid: str | None = None, last: int = 0) -> dict[str, Any]:
-    ws.send_text(json.dumps({"type": "hello", "conversation_id": cid, "last_seq": last}))
+def hello(ws: WebSocketTestSession, cid: str | None = None, last: int = 0,
+          token: str | None = None) -> dict[str, Any]:
+    ws.send_text(json.dumps({"type": "hello", "conversation_id": cid, "token": token,
+                             "last_seq": last}))
     return recv(ws)
 
 
@@ -95,21 +97,23 @@ def test_resume_gets_exactly_what_was_missed_and_resend_is_processed_once(
     client: TestClient,
 ) -> None:
     with client.websocket_connect("/ws/chat") as ws:
-        cid = hello(ws)["conversation_id"]
+        welcome = hello(ws)
+        cid, token = welcome["conversation_id"], welcome["token"]
         send(ws, "m-1", "孩子出生了要办啥")
         first = messages_until_bot(ws)
         last_seen = first[0]["seq"]  # pretend only the citizen echo arrived before a drop
         all_seqs = [f["seq"] for f in first if f["type"] == "message"]
     with client.websocket_connect("/ws/chat") as ws:
-        w = hello(ws, cid, last_seen)
+        w = hello(ws, cid, last_seen, token)
         assert w["resumed"] is True and w["conversation_id"] == cid
+        assert "token" not in w  # handed out once, when the conversation began
         replay = until(ws, lambda f: f["type"] == "message" and f["seq"] == all_seqs[-1])
         assert [f["seq"] for f in replay] == [s for s in all_seqs if s > last_seen]
         # The client re-sends the same message: acknowledged, not processed again.
         frames = send(ws, "m-1", "孩子出生了要办啥")
         assert [f["type"] for f in frames] == ["ack"]
     with client.websocket_connect("/ws/chat") as ws:  # a page reload: the whole transcript
-        hello(ws, cid, 0)
+        hello(ws, cid, 0, token)
         frames = until(ws, lambda f: f["type"] == "message" and f["seq"] == all_seqs[-1])
         citizen = [f for f in frames if f["from"] == "citizen"]
         assert [f["text"] for f in citizen] == ["孩子出生了要办啥"]

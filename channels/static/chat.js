@@ -5,7 +5,7 @@
 (function () {
   'use strict';
 
-  var KEY = { cid: 'daoban.cid', seq: 'daoban.seq', elder: 'daoban.elder', outbox: 'daoban.outbox' };
+  var KEY = { cid: 'daoban.cid', token: 'daoban.token', seq: 'daoban.seq', elder: 'daoban.elder', outbox: 'daoban.outbox' };
   var PING_MS = 20000;          // client heartbeat
   var DEAD_MS = 50000;          // no frame at all for this long: treat the socket as dead
   var BACKOFF_MIN = 500;
@@ -47,6 +47,8 @@
 
   // ---- state ----
   var cid = load(KEY.cid);
+  // The capability the server gave with the conversation: without it the id opens nothing.
+  var token = load(KEY.token);
   // Rendered server seq. Starts at 0 on every page load so the server replays the whole
   // transcript (that is how a reload shows it); within a page it is the resume point.
   var lastSeq = 0;
@@ -341,6 +343,7 @@
         var previous = cid;
         cid = f.conversation_id;
         save(KEY.cid, cid);
+        if (typeof f.token === 'string') { token = f.token; save(KEY.token, token); }
         if (!f.resumed && previous && lastSeq > 0) {
           // The server no longer knows our conversation: start over, keep what is on screen.
           lastSeq = 0;
@@ -397,7 +400,7 @@
     ws.onopen = function () {
       if (ws !== sock) return;
       lastFrameAt = Date.now();
-      ws.send(JSON.stringify({ type: 'hello', conversation_id: cid || null, last_seq: lastSeq, place: place }));
+      ws.send(JSON.stringify({ type: 'hello', conversation_id: cid || null, token: token || null, last_seq: lastSeq, place: place }));
     };
     ws.onmessage = function (ev) {
       if (ws !== sock) return;

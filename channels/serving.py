@@ -1,0 +1,94 @@
+"""How ``daoban serve`` runs uvicorn: the limits that must hold while bytes are read.
+
+Uvicorn closes idle keep-alive connections, but nothing bounds how long a client may take
+to send its headers: a client that sends one byte a minute held a connection for ever
+(issue 15, finding 4). ``GuardedH11`` closes a connection whose request headers are not
+complete ``header_timeout`` seconds after they began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import h11
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from channels.settings import Settings
+
+MAX_HEADER_BYTES = 16 * 1024  # h11's limit on an incomplete request head
+
+
+class GuardedH11(H11Protocol):
+    header_timeout = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+        super().connection_lost(exc)
+
+    def _waiting_for_headers(self) -> bool:
+        in_request = self.cycle is not None and not self.cycle.response_complete
+        return not in_request and self.conn.their_state is h11.IDLE
+
+    def _arm(self) -> None:
+        if self._header_deadline is None and self._waiting_for_headers():
+            self._header_deadline = self.loop.call_later(self.header_timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._header_deadline = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed, or upgraded to a websocket
+        if self._waiting_for_headers():
+            self.transport.close()
+
+
+# Credentials that may travel in a query string; the access log shows them as "…".
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:token|api_token|access_token|openid|signature|msg_signature)=)[^&\s\"]*")
+
+
+class RedactQuery(logging.Filter):
+    """Takes credentials out of uvicorn's access-log lines (the path is args[2])."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact(args[2]), *args[3:])
+        return True
+
+
+def redact(path: str) -> str:
+    return _SECRET_QUERY.sub(r"\1…", path)
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
+    protocol = type("GuardedH11", (GuardedH11,), {"header_timeout": settings.header_timeout})
+    options: dict[str, Any] = {
+        "host": host, "port": port, "log_level": "info",
+        "http": protocol,
+        "ws_max_size": settings.ws_max_bytes,  # larger frames: closed 1009 before reading on
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "limit_concurrency": settings.max_connections,
+    }
+    return uvicorn.Config(app, **options)
+
+
+def serve(app: FastAPI, settings: Settings, host: str, port: int) -> None:
+    config = uvicorn_config(app, settings, host, port)  # configures logging
+    logging.getLogger("uvicorn.access").addFilter(RedactQuery())
+    uvicorn.Server(config).run()
