@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from knowledge.db import migrate as migrate_package
+from nlu.pii import mask
 
 MIGRATIONS = Path(__file__).parent / "agent_migrations"
 VERSION_TABLE = "alembic_version_agents"
@@ -591,7 +592,7 @@ class SqlAgentStore:
             return _changed(s.execute(update(HandoffRow).where(
                 HandoffRow.id == handoff_id, HandoffRow.status != HandoffStatus.ENDED.value
             ).values(status=HandoffStatus.ENDED.value, ended_at=_now(), outcome=outcome,
-                     summary=summary)))
+                     summary=None if summary is None else mask(summary))))
 
     def first_response(self, handoff_id: int) -> None:
         with Session(self.engine) as s, s.begin():
@@ -615,3 +616,24 @@ class SqlAgentStore:
         with Session(self.engine) as s:
             rows = s.scalars(select(HandoffRow).order_by(HandoffRow.id.desc()).limit(limit))
             return [_handoff(r) for r in rows]
+
+    def stranded(self, before: datetime, limit: int = 100) -> list[str]:
+        """Conversations waiting for an agent (since before ``before``) without an open
+        handoff: a request whose handoff record was never written (a crash between the
+        two). The sweep queues them."""
+        from assistant.store import ConversationRow
+
+        open_ = select(HandoffRow.conversation_id).where(
+            HandoffRow.status != HandoffStatus.ENDED.value)
+        with Session(self.engine) as s:
+            return list(s.scalars(select(ConversationRow.id).where(
+                ConversationRow.mode == "WAITING_AGENT", ConversationRow.updated_at < before,
+                ConversationRow.id.not_in(open_)).limit(limit)))
+
+    def processes(self, now: datetime | None = None) -> list[tuple[str, str, datetime]]:
+        """Live server processes (lease not expired): id, label, start."""
+        with Session(self.engine) as s:
+            rows = s.execute(select(DeskProcessRow.id, DeskProcessRow.label,
+                                    DeskProcessRow.started_at).where(
+                DeskProcessRow.expires_at >= (now or _now()))).all()
+        return [(i, label, _aware(t) or _now()) for i, label, t in rows]

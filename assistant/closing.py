@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from assistant import answers
 from assistant.context import Ctx, Outcome
 from assistant.model import Button, Conversation, ConversationMode, Stage
-from assistant.render import HOTLINE
+from assistant.render import CARD_BUTTONS, HOTLINE
 from assistant.store import Event
+from nlu.pii import mask
 from nlu.understand import Understood
 
 DESK_HOURS = "工作日 9:00-17:00（示例时间，以实际公布为准）"
@@ -60,8 +62,8 @@ def comment(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcome
     if text == "/nocomment" or ctx.cues.act("no_comment", text) or u.intent.intent == "deny":
         out.say("好的，祝您办事顺利！")
         return out
-    out.comment = text[:500]
-    out.events.append(Event("rating_comment", {"entry": conv.rating_for, "comment": text[:500]}))
+    out.comment = mask(text[:500])
+    out.events.append(Event("rating_comment", {"entry": conv.rating_for, "comment": out.comment}))
     if u.intent.intent == "complain" and u.intent.confidence >= 0.5:
         out.say("您的意见已记下，会转给相关部门。需要人工帮办可以点“转人工”。",
                 (Button("转人工", "/human"),))
@@ -98,11 +100,20 @@ def left_a_message(out: Outcome) -> None:
             (Button("返回机器人", "/bot"),))
 
 
-def fallback(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcome) -> Outcome:
+def fallback(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcome,
+             *, question: bool = False) -> Outcome:
     conv.misses += 1
     oos = u.intent.intent == "out_of_scope"
-    out.unanswered.append((text[:1000], u.normalized[:1000], "out_of_scope" if oos else "no_match"))
+    # Kept for the guide's editors, who need the question, never the citizen's numbers.
+    out.unanswered.append((mask(text[:1000]), mask(u.normalized[:1000]),
+                           "out_of_scope" if oos else "no_match"))
     cur = ctx.guide.entry(conv.current) if conv.current else None
+    if cur is not None and question:
+        # A question about the current item that the guide does not answer ("利息咋算"):
+        # say so plainly and where to ask, never "didn't understand".
+        out.say(f"关于“{cur.name}”，您问的这一点指南里没有写明。{answers.where_to_ask(cur)}",
+                (Button("转人工", "/human"), *CARD_BUTTONS[:2]))
+        return out
     back = (f"如果还是问“{cur.name}”，可以直接问：要带啥、在哪办、多久好、能代办吗。"
             if cur is not None else "")
     if conv.misses >= 2:

@@ -17,6 +17,7 @@ from assistant.flows import Ctx, Outcome, PlaceAware, checklist, step
 from assistant.model import Conversation, ConversationMode, Reply, UserMessage
 from assistant.store import Event, SqlConversationStore
 from knowledge.validate import GuideBase
+from nlu.pii import mask
 from nlu.understand import Understanding
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class Assistant:
             conv.place = msg.place  # the latest scanned plate: the citizen stands there now
         out = self._process(conv, text)
         if conv.place and self.place_log is not None:
-            self.place_log.record_message(conv.place, text, conv.current)
+            self.place_log.record_message(conv.place, mask(text), conv.current)
         events = [
             Event("user", {"text": text, "channel": msg.channel}),
             *out.events,

@@ -51,6 +51,7 @@ from channels.wechat_store import (
     conversation_id,
     make_nonces,
 )
+from nlu.pii import MaskingLogFilter
 
 log = logging.getLogger(__name__)
 
@@ -348,15 +349,23 @@ class QueryFreeAccessLog(logging.Filter):
         return True
 
 
-def quiet_access_log() -> None:
+def private_logs() -> None:
+    """No query strings in access lines; no 身份证号, 手机号 or card numbers in any line.
+    Installed when the app starts, after the server has set up its log handlers."""
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, QueryFreeAccessLog) for f in access.filters):
         access.addFilter(QueryFreeAccessLog())
+    handlers = [logging.lastResort] if logging.lastResort else []
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        handlers += logging.getLogger(name).handlers
+    for h in handlers:
+        if not any(isinstance(f, MaskingLogFilter) for f in h.filters):
+            h.addFilter(MaskingLogFilter())
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    quiet_access_log()
+    private_logs()
     services = app.state.services
     channel = await build_channel(services.settings, services.assistant)
     app.state.wechat = channel

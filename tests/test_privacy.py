@@ -1,0 +1,188 @@
+"""Personal data (issue 15, finding 7): 身份证号, 手机号 and bank card numbers are masked
+wherever a citizen's words are kept outside the live transcript; the transcript keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from assistant.agents import Role
+from assistant.core import Assistant
+from assistant.desk import AgentDesk
+from assistant.model import UserMessage
+from assistant.store import SqlConversationStore
+from assistant.store import migrate as migrate_conversations
+from channels.app import Services, create_app
+from channels.doorplate_web import doorplate_locator
+from channels.settings import Settings
+from doorplate.service import Doorplates, open_doorplates
+from doorplate.tokens import Keyring
+from knowledge.db import make_engine
+from nlu.pii import mask
+from tests.consoles import PASSWORD
+from tests.harness import rest_client, shared_understanding
+
+KEYS = "k1:privacy-test-secret-0123456789"
+ID = "230102199001011234"  # a made-up number in the 18-character format (示例)
+PHONE = "13812345678"
+CARD = "6222021234567890123"
+
+
+@pytest.mark.parametrize(("raw", "masked"), [
+    (f"我的身份证号是{ID}", "我的身份证号是2301**********1234"),
+    ("身份证23010219900101123X丢了", "身份证2301**********123X丢了"),
+    (f"电话{PHONE}，卡号{CARD}", "电话138****5678，卡号6222***********0123"),
+    ("手机 138 1234 5678", "手机 138****5678"),
+    ("手机号138-1234-5678。", "手机号138****5678。"),
+    ("２３０１０２１９９００１０１１２３４", "２３０１**********１２３４"),
+    ("卡号6222 0212 3456 7890", "卡号6222********7890"),
+])
+def test_mask(raw: str, masked: str) -> None:
+    assert mask(raw) == masked
+
+
+@pytest.mark.parametrize("keep", [
+    "社保卡丢了咋整", "2024-11-29 去办", "12345678901", "办件编号 20241129 00001",
+    "收费 150 元", "12345", "1234567890",
+])
+def test_mask_keeps_other_numbers(keep: str) -> None:
+    assert mask(keep) == keep
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Doorplates]]:
+    d = tmp_path_factory.mktemp("privacy")
+    settings = Settings(database_url=f"sqlite:///{d / 'p.db'}", index_dir=d / "idx",
+                        doorplate_keys=KEYS)
+    guide, und = shared_understanding(settings.index_dir)
+    engine = make_engine(settings.database_url)
+    migrate_conversations(engine)
+    dp = open_doorplates(engine, Keyring.parse(KEYS))
+    assistant = Assistant(guide, und, SqlConversationStore(engine),
+                          places=doorplate_locator(dp, guide), place_log=dp)
+    app = create_app(settings, Services(settings, assistant, "t", doorplates=dp))
+    with TestClient(app) as c:
+        desk: AgentDesk = c.app.state.desk  # type: ignore[attr-defined]
+        desk.agents.add("boss", PASSWORD, display_name="李值班长", role=Role.SUPERVISOR)
+        yield c, dp
+
+
+def _assistant(client: TestClient) -> Assistant:
+    a: Assistant = client.app.state.services.assistant  # type: ignore[attr-defined]
+    return a
+
+
+def _say(client: TestClient, cid: str, words: str, place: str | None = None) -> str:
+    replies = asyncio.run(_assistant(client).handle(
+        UserMessage(cid, words, channel="test", place=place), create=True))
+    return "\n".join(r.text for r in replies)
+
+
+def _boss(client: TestClient) -> dict[str, str]:
+    desk: AgentDesk = client.app.state.desk  # type: ignore[attr-defined]
+    got = desk.agents.login("boss", PASSWORD, timedelta(hours=1))
+    assert got is not None
+    return {"Authorization": f"Bearer {got[0]}"}
+
+
+def _user_texts(client: TestClient, cid: str) -> list[str]:
+    return [e["text"] for e in _assistant(client).store.events(cid) if e["type"] == "user"]
+
+
+def test_unanswered_questions_are_masked(env: tuple[TestClient, Doorplates]) -> None:
+    client, _ = env
+    words = f"今天天气怎么样？我的手机号{PHONE}，身份证号{ID}"
+    _say(client, "pii-unanswered", words)
+    kept = [u["text"] for u in _assistant(client).store.unanswered()
+            if u["conversation_id"] == "pii-unanswered"]
+    assert kept, "the question was expected to be recorded as unanswered"
+    assert ID not in kept[0] and PHONE not in kept[0]
+    assert "2301**********1234" in kept[0] and "138****5678" in kept[0]
+    # The live transcript the agent works from keeps what the citizen typed.
+    assert _user_texts(client, "pii-unanswered") == [words]
+
+
+def test_door_sign_statistics_are_masked(env: tuple[TestClient, Doorplates]) -> None:
+    client, dp = env
+    words = f"出生登记在哪办，我电话{PHONE}"
+    _say(client, "pii-plate", words, place="ql-hupan-5")
+    boss = _boss(client)
+    page = client.get("/doorplate/stats", headers=boss)
+    csv_text = client.get("/doorplate/stats.csv", headers=boss).text
+    assert page.status_code == 200
+    for shown in (page.text, csv_text, str(dp.stats().questions)):
+        assert PHONE not in shown
+        assert "138****5678" in shown
+
+
+def test_rating_comments_are_masked(env: tuple[TestClient, Doorplates]) -> None:
+    client, _ = env
+    cid = "pii-rating"
+    _say(client, cid, "身份证丢了")
+    assert "打个分" in _say(client, cid, "再见")
+    _say(client, cid, "满意")
+    comment = f"窗口让我留了银行卡号{CARD}和电话{PHONE}"
+    _say(client, cid, comment)
+    [rating] = _assistant(client).store.ratings(cid)
+    assert rating["comment"] == "窗口让我留了银行卡号6222***********0123和电话138****5678"
+    shown = [e for e in _assistant(client).store.events(cid) if e["type"] == "rating_comment"]
+    assert shown and CARD not in shown[0]["comment"]
+
+
+def test_handoff_summaries_are_masked(env: tuple[TestClient, Doorplates]) -> None:
+    client, _ = env
+    desk: AgentDesk = client.app.state.desk  # type: ignore[attr-defined]
+    h = desk.agents.request("pii-handoff", "test", "citizen", None, None)
+    assert desk.agents.end(h.id, "closed", f"已帮市民（身份证{ID}）预约，回访电话{PHONE}")
+    ended = desk.agents.get_handoff(h.id)
+    assert ended is not None and ended.summary == (
+        "已帮市民（身份证2301**********1234）预约，回访电话138****5678")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_database_errors_do_not_carry_parameters(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (f"sqlite:///{tmp_path}/e.db" if kind == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
+    engine = make_engine(url)
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE t (v VARCHAR(40) PRIMARY KEY)"))
+        c.execute(text("INSERT INTO t VALUES (:v)"), {"v": ID})
+    with pytest.raises(IntegrityError) as caught, engine.begin() as c:
+        c.execute(text("INSERT INTO t VALUES (:v)"), {"v": ID})
+    assert "parameters hidden" in str(caught.value)
+    if kind == "sqlite":  # PostgreSQL's own DETAIL line may quote a duplicate key value
+        assert ID not in str(caught.value)
+    engine.dispose()
+
+
+def test_logs_are_masked(tmp_path: Path) -> None:
+    """A handler in place before the app starts (as the server's are) masks every line."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with rest_client(tmp_path, "logs"):
+            log = logging.getLogger("channels.test")
+            log.error("message from %s failed: %s", "c1", f"电话{PHONE}")
+            try:
+                raise ValueError(f"Key (v)=({ID}) already exists")
+            except ValueError:
+                log.exception("saving failed")
+    finally:
+        root.removeHandler(handler)
+    written = out.getvalue()
+    assert "138****5678" in written and "2301**********1234" in written
+    assert PHONE not in written and ID not in written
+    assert "ValueError" in written  # the traceback is still there
