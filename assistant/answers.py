@@ -94,7 +94,7 @@ def _with_caveat(text: str, a: Answer, e: Entry) -> str:
     return f"{text}（{CAVEAT}）"
 
 
-def _where_to_ask(e: Entry) -> str:
+def where_to_ask(e: Entry) -> str:
     return f"请向办理窗口（{e.where.text}）确认，或拨打咨询电话 {e.phone or HOTLINE}；也可以点“转人工”问帮办人员。"
 
 
@@ -102,7 +102,7 @@ def unknown(e: Entry, topic: str, out: Outcome) -> None:
     known = ""
     if topic in ("in_person", "proxy") and e.visits:
         known = f"按指南，一般需要到现场{e.visits}次；"
-    out.say(f"“{e.name}”{known}{ASKED.get(topic, '这一点')}，指南里没有写明。{_where_to_ask(e)}",
+    out.say(f"“{e.name}”{known}{ASKED.get(topic, '这一点')}，指南里没有写明。{where_to_ask(e)}",
             (HUMAN,))
 
 

@@ -75,6 +75,10 @@ class Ctx:
         e = self.guide.entry(entry_id)
         return self.families.get(family_key(e.name), []) if e else []
 
+    def bundle_members(self, entry_id: str) -> list[str]:
+        b = self.guide.bundles.get(entry_id)
+        return list(b.members) if b else []
+
     def mentions(self, entry_id: str, text: str) -> str | None:
         """The term of ``entry_id`` that ``text`` contains, if any."""
         return next((t for t in self.terms.get(entry_id, []) if t in text), None)

@@ -178,7 +178,12 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
                 closing.suggestion_buttons(ctx))
         return
     # 5.
-    closing.fallback(conv, text, u, ctx, out)
+    closing.fallback(conv, text, u, ctx, out, question=_asks(u))
+
+
+def _asks(u: Understood) -> bool:
+    """Question-shaped: a question word or particle ("利息咋算", "两边都得跑吗")."""
+    return bool(_QUESTION.search(u.normalized))
 
 
 def _welcome() -> str:
@@ -387,12 +392,13 @@ def _variant_by_slots(conv: Conversation, ids: list[str], ctx: Ctx) -> str | Non
 def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Outcome) -> None:
     top = hits[0]
     topics = _topics(u)
-    chosen = _bundle_or_member(hits, u.normalized, ctx, together=ctx.cues.act(
-        "together", u.normalized))
+    chosen = _bundle_or_member(hits, u, ctx, together=ctx.cues.act("together", u.normalized))
     if chosen is None:
         near = [h.id for h in hits if h.score >= top.score - VARIANT_MARGIN]
         chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
-    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
+    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN
+             # a member's own 一件事 is offered beside it ("还可以一起办"), not as a choice
+             and not (h.kind == "bundle" and top.id in ctx.bundle_members(h.id))]
     if chosen is None:
         named = [h.id for h in close if ctx.mentions(h.id, u.normalized)]
         if len(close) >= 2 and len(named) == 1 and not _family_words_only(close, named[0], u, ctx):
@@ -448,29 +454,35 @@ def _ordered(ids: list[str], ctx: Ctx) -> list[str]:
     return first + rest
 
 
-def _bundle_or_member(hits: list[Hit], text: str, ctx: Ctx, *, together: bool) -> str | None:
-    """Several members of one 一件事 named, or "一起办" → the bundle; one member of a bundle
-    hit → that member (the bundle is offered beside it)."""
-    bundles = {h.id for h in hits if h.kind == "bundle"}
-    for h in hits[:3]:
-        bundles.update(ctx.bundles_of.get(h.id, []))
+def _bundle_or_member(hits: list[Hit], u: Understood, ctx: Ctx, *, together: bool) -> str | None:
+    """Several members of one 一件事 named ("执照 食品许可证 消防 招牌都得办吧"), or "一起办"
+    → the bundle; one member named → that member (the bundle is offered beside it)."""
+    text = u.normalized
     top = hits[0]
     close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
-    for h in close:
-        bundle = ctx.guide.bundles.get(h.id)
-        if bundle is None:
-            continue
-        if together or any(c.id in bundle.members for c in close if c.id != h.id):
-            return h.id  # the 一件事 and its own member are equally likely: the whole
-    for b in sorted(bundles):
+    bundles: list[str] = []
+    for h in [*close, *u.parts]:
+        for b in ([h.id] if h.kind == "bundle" else ctx.bundles_of.get(h.id, [])):
+            if b not in bundles:
+                bundles.append(b)
+    part_ids = {p.id for p in u.parts}
+    for b in bundles:
         bundle = ctx.guide.bundles.get(b)
         if bundle is None:
             continue
-        named = [m for m in bundle.members if ctx.mentions(m, text)]
+        named = {m for m in bundle.members if ctx.mentions(m, text) or m in part_ids}
         if len(named) >= 2:
             return b
-        if hits[0].id == b and len(named) == 1 and not ctx.mentions(b, text):
-            return named[0]
+        if together and (named or b in {h.id for h in close}):
+            return b
+        if top.id == b and len(named) == 1 and not ctx.mentions(b, text):
+            return named.pop()  # "生育津贴咋领": the member, the 一件事 offered beside it
+    if top.kind == "bundle":
+        bundle = ctx.guide.bundles.get(top.id)
+        member = next((h.id for h in close[1:] if bundle and h.id in bundle.members
+                       and ctx.mentions(h.id, text)), None)
+        if member is not None and not ctx.mentions(top.id, text):
+            return member
     return None
 
 
@@ -601,7 +613,7 @@ def _resolve(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Unde
         return None
     if kind == "pick" and u.hits and u.hits[0].id in [o.id for o in opts]:
         return u.hits[0].id
-    if u.topics or u.intent.intent in FOLLOW_UPS:
+    if u.topics or u.intent.intent in FOLLOW_UPS or (_asks(u) and conv.current):
         return None  # a question: answered by the caller
     if u.hits:
         return None
@@ -698,13 +710,15 @@ def _answer_from_slots(conv: Conversation, item: ServiceItem, sid: str, ctx: Ctx
     return True
 
 
-def _ask_situation(conv: Conversation, item: ServiceItem, sid: str, out: Outcome) -> None:
+def _ask_situation(conv: Conversation, item: ServiceItem, sid: str, out: Outcome,
+                  *, again: bool = False) -> None:
     sit = next(s for s in item.situations if s.id == sid)
     conv.stage = Stage.SITUATION
     conv.pending_situation = [item.id, sid]
     conv.reasks = 0
     conv.confirm = ""
-    lines = [sit.question] + [f"{i}. {o.label}" for i, o in enumerate(sit.options, 1)]
+    lines = [("再确认一下：" if again else "") + sit.question]
+    lines += [f"{i}. {o.label}" for i, o in enumerate(sit.options, 1)]
     lines.append("也可以直接用自己的话说。")
     out.say("\n".join(lines), tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options))
 
@@ -735,12 +749,12 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
         if chosen is None:
             if out.replies:
                 return True
-            if u.topics and conv.current and not _names_other(conv, u, ctx):
+            if (u.topics or _asks(u)) and conv.current and not _names_other(conv, u, ctx):
                 e = _entry(ctx, conv)
                 if e is not None:  # a question about the item: answer, then ask again
-                    for t in _topics(u)[:2]:
-                        answer(conv, e, t, u.normalized, ctx, out)
-                    _ask_situation(conv, item, sid, out)
+                    if not _follow_up(conv, e, u, ctx, out, []):
+                        closing.fallback(conv, text, u, ctx, out, question=True)
+                    _ask_situation(conv, item, sid, out, again=True)
                     return True
             conv.stage = Stage.IDLE  # a new question: the caller handles it
             return False

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
+import yaml
 
 from knowledge import memory
 from knowledge.embed import Encoder, EncoderUnavailable, UseEncoder, VectorCache
@@ -31,6 +33,10 @@ FOLLOW_UP_INTENTS = frozenset(
 )
 SHORT_ACT = 6  # characters
 SHORT_FOLLOW_UP = 4  # "要多久" names no item; "身份证要钱吗" does
+# Clauses of a list: split on spaces and list punctuation; each is searched on its own.
+CLAUSE_SPLIT = re.compile(r"[\s、，,；;/]+|还有|以及")
+MAX_CLAUSES = 5
+PART_SCORE = 0.5  # a clause's best hit counts as named when this strong
 # A non-item act still gets items when retrieval is this sure ("社保卡丢了，转人工").
 STRONG_MATCH = 0.62
 # In-scope evidence: dense similarity of the top hit, its sparse coverage, minus the intent
@@ -54,6 +60,9 @@ class Understood:
     candidates: list[Hit] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)  # question types (nlu/data/dialogue.yml)
     slots: list[SlotValue] = field(default_factory=list)  # facts the citizen stated
+    # The best hit of each clause of a message that lists several things ("执照 食品许可证
+    # 消防 招牌都得办吧"): several members of one 一件事 named at once mean the bundle.
+    parts: list[Hit] = field(default_factory=list)
 
     @property
     def entities(self) -> list[Entity]:
@@ -72,22 +81,35 @@ class Understanding:
     ) -> None:
         faiss.omp_set_num_threads(1)  # single queries: threads only add overhead here
         self.tokenizer = Tokenizer(guide)
+        # Why a part is missing, for /health and the start-up check (channels/health.py).
+        self.encoder_problem: str | None = None
+        self.intent_problem: str | None = None
         if encoder is True:
             try:
                 self.encoder: Encoder | None = UseEncoder()
             except EncoderUnavailable as exc:
                 log.warning("dense retrieval disabled: %s", exc)
                 self.encoder = None
+                self.encoder_problem = str(exc)
         else:
             self.encoder = encoder or None
+            self.encoder_problem = None if self.encoder else "turned off by the caller"
         self._cache = (
             VectorCache(index_dir, self.encoder) if index_dir and self.encoder else None
         )
-        self.classifier = classifier or EmbeddedClassifier(words=self.tokenizer.plain_terms)
+        self.classifier = classifier or self._train_intents()
         self.cues: DialogueCues = load_cues()
         memory.release()  # the tokenizer's and the trainer's temporaries
         self.search_service = SearchService(self._build)
         self.search_service.refresh(guide, content_hash)
+
+    def _train_intents(self) -> IntentClassifier:
+        try:
+            return EmbeddedClassifier(words=self.tokenizer.plain_terms)
+        except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+            log.warning("no intent model: %s", exc)
+            self.intent_problem = f"{type(exc).__name__}: {exc}"
+            return RetrievalOnly()
 
     def _build(self, guide: GuideBase, content_hash: str) -> SearchIndex:
         return SearchIndex(guide, content_hash, self.tokenizer.terms, self.encoder, self._cache)
@@ -134,7 +156,27 @@ class Understanding:
             parsed.intent in NON_ITEM_INTENTS and parsed.confidence >= 0.5 and top < STRONG_MATCH
         ):
             hits = []
-        return Understood(text, q, parsed, hits, conf, candidates, topics, slots)
+        return Understood(text, q, parsed, hits, conf, candidates, topics, slots,
+                          self._parts(q, k, scope) if candidates else [])
+
+    def _parts(self, q: str, k: int, scope: Scope | None) -> list[Hit]:
+        clauses = [c for c in CLAUSE_SPLIT.split(q) if len(c) >= 2]
+        if len(clauses) < 2 or len(clauses) > MAX_CLAUSES:
+            return []
+        parts: list[Hit] = []
+        for c in clauses:
+            best = self.search(c, k=1, scope=scope, normalized=c)
+            if best and best[0].score >= PART_SCORE and best[0].id not in {p.id for p in parts}:
+                parts.append(best[0])
+        return parts
+
+
+class RetrievalOnly:
+    """Stands in for an intent model that could not be trained: every message is taken as
+    a question about an item and left to retrieval (/health reports it)."""
+
+    def parse(self, text: str) -> ParseResult:
+        return ParseResult("ask_item", 1.0, [], [("ask_item", 1.0)])
 
 
 def match_confidence(top: Hit, p_out_of_scope: float) -> float:
