@@ -123,6 +123,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(rest.router)
     app.include_router(web.router)
     app.include_router(doorplate_web.router)
+    from channels import checklist_share
+
+    app.include_router(checklist_share.router)
     app.include_router(wechat.router)
     from channels import agent_web  # after wechat: the desk pushes to WeChat citizens
 
