@@ -130,12 +130,7 @@ def check_dates(g: LintedGuide, today: date) -> list[Finding]:
                 out.append(Finding(f, e.id, f"windows[{i}].year",
                                    f"时间窗口“{w.name}”的年份 {w.year} 已过（今年 {today.year}）",
                                    Severity.ERROR))
-            for part in ("start", "end"):
-                value = getattr(w, part)
-                if value and int(value[:4]) < today.year:
-                    out.append(Finding(f, e.id, f"windows[{i}].{part}",
-                                       f"日期 {value} 早于今年 {today.year}", Severity.ERROR))
-            if w.end and w.year >= today.year and w.end < today.isoformat():
+            if w.year >= today.year and w.end and w.end < today.isoformat():
                 out.append(Finding(f, e.id, f"windows[{i}].end",
                                    f"时间窗口“{w.name}”已于 {w.end} 结束，请补上下一期",
                                    Severity.WARNING))
@@ -158,6 +153,8 @@ _NICKNAMES = {
     "火化证明": ("火化证",), "退休证明": ("退休证",), "残疾人证": ("残疾证",),
     "机动车驾驶证": ("驾照",), "社会保障卡": ("社保卡",),
 }
+_INFO_WORDS = {"户籍": "户口簿", "出生": "出生医学证明", "死亡": "死亡医学证明", "火化": "火化证明",
+               "婚姻": "结婚证", "房产": "不动产权证书"}
 _QUALIFIERS = ("中华人民共和国", "居民", "户口", "申请人", "本人", "个人", "纸质")
 _DOCUMENT = re.compile(r"(证|证明|证书|书|簿|本|照|表|卡|合同|协议|单|函|报告|凭证|材料|照片)$")
 _NEGATION = re.compile(r"不用|无需|无须|不需要|不必|不再|免交|免提交|免于提交|不交|不要再")
@@ -209,29 +206,31 @@ def _claims(text: str) -> Iterator[tuple[str, str]]:
         if neg:
             yield clause, clause[neg.end():]
         elif _NOT_ON_PAPER.search(clause):
-            yield clause, clause
+            # "出生、户籍等信息由部门共享核验" names the documents by what they record.
+            info = [doc for w, doc in _INFO_WORDS.items() if "信息" in clause and w in clause]
+            yield clause, clause + "".join(info)
 
 
 def check_bundle_claims(g: LintedGuide) -> list[Finding]:
     out: list[Finding] = []
     for b in g.base.bundles.values():
-        f = g.origin.get(b.id, "-")
         members = [g.base.items[m] for m in b.members if m in g.base.items]
         for fld, text in _bundle_texts(b):
             for clause, scope in _claims(text):
+                needing: dict[str, list[str]] = {}  # material id -> members needing paper
                 for member in members:
                     for use in member.materials:
                         mat = g.base.materials.get(use.ref)
-                        if mat is None or not on_paper(use):
-                            continue
-                        said = sorted((n for n in material_names(mat) if n in scope), key=len)
-                        if said:
-                            when = "（部分情形）" if use.when else ""
-                            out.append(Finding(
-                                f, b.id, fld,
-                                f"说“{clause}”，但成员事项“{member.name}”({member.id}){when}"
-                                f"要求提交纸质的{mat.name}({mat.id}，{use.form.value})",
-                                Severity.ERROR))
+                        if mat is not None and on_paper(use) \
+                                and any(n in scope for n in material_names(mat)):
+                            part = "（部分情形）" if use.when else ""
+                            needing.setdefault(mat.id, []).append(
+                                f"“{member.name}”({member.id}){part}")
+                for mid, who in needing.items():
+                    out.append(Finding(
+                        g.origin.get(b.id, "-"), b.id, fld,
+                        f"说“{clause}”，但成员事项{'、'.join(dict.fromkeys(who))}要求提交纸质的"
+                        f"{g.base.materials[mid].name}({mid})", Severity.ERROR))
     return out
 
 

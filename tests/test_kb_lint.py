@@ -35,10 +35,13 @@ def broken_guide() -> dict[str, Any]:
     # fact in prose, and a rule's effective date (which is not stale).
     a["windows"] = [{"name": "2025年度集中缴费期", "year": 2025, "text": "以当年公告为准"}]
     b["conditions"] = ["2024年为6月3日至14日网上报名"]
+    b["windows"] = [{"name": "2026年度集中缴费期", "year": 2026, "start": "2026-09-01",
+                     "end": "2026-11-01", "text": "以当年公告为准"}]
     a["summary"] = "甲事项的说明。2023年全市办理1万件。"
     b["faq"] = [{"q": "什么时候开始的？", "a": "2025年1月1日起施行新规定。"}]
     # The bundle says the 户口本 is not needed; member item-b asks for the paper one.
     ab["summary"] = "甲乙一起办，不用再带户口本。"
+    ab["conditions"] = ["户籍信息由部门共享核验"]
     # A member's note, shown on the bundle's list, says 出生医学证明 need not be handed in,
     # while the other member requires the paper original.
     a["materials"][1].update(source="共享免提交", note="无需提交，部门共享")
@@ -81,12 +84,15 @@ def test_stale_years(findings: list[Finding]) -> None:
     find(findings, "item-a", "windows[0].year", "2025")
     find(findings, "item-b", "conditions[0]", "2024年的办理日期")
     find(findings, "item-a", "summary", "2023年", Severity.WARNING)
+    find(findings, "item-b", "windows[0].end", "已于 2026-11-01 结束", Severity.WARNING)
     assert not [f for f in findings if f.field.startswith("faq")], "a rule's start date is not stale"
 
 
 def test_bundle_claim_contradicts_a_member(findings: list[Finding]) -> None:
     f = find(findings, "bundle-ab", "summary", "不用再带户口本")
     assert "item-b" in f.message and "m-book" in f.message
+    f = find(findings, "bundle-ab", "conditions[0]", "户籍信息由部门共享核验")
+    assert "m-book" in f.message
 
 
 def test_material_not_needed_in_the_bundle_list(findings: list[Finding]) -> None:
