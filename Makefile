@@ -19,9 +19,11 @@ run: $(STAMP)
 
 # The Rasa backend runs in its own Python 3.10 virtualenv (scripts/rasa.sh); without
 # Python 3.10 its tests skip and say why. DAOBAN_SKIP_RASA=1 skips starting it.
+RASA_LEFT := The Rasa server stays running after the tests (about 1.5 GB): scripts/rasa.sh stop stops it
+RASA_SKIPPED := Rasa backend not started (see above): the tests marked rasa will skip
 test: $(STAMP)
-	@if [ -z "$$DAOBAN_SKIP_RASA" ]; then scripts/rasa.sh start || \
-	  echo "Rasa backend not started (see above): the tests marked rasa will skip"; fi
+	@if [ -z "$$DAOBAN_SKIP_RASA" ]; then \
+	  if scripts/rasa.sh start; then echo "$(RASA_LEFT)"; else echo "$(RASA_SKIPPED)"; fi; fi
 	$(BIN)/daoban kb lint
 	$(BIN)/python -m pytest -q
 
