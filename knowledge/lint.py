@@ -1,9 +1,10 @@
 """``daoban kb lint``: content problems that a valid guide base can still have.
 
 ``validate`` checks shape and references; the linter checks what a citizen would be told:
-dated facts that are behind the current year, a 一件事 bundle promising "不用…" for a
-material one of its members still asks for on paper, the same material twice in one
-checklist, and required entries without the practical answers (``CORE_TOPICS``).
+dated facts that are behind the current year, a 一件事 bundle promising "不用…" (or
+"填一张表") where its members still ask for the paper document (or several forms), the
+same material twice in one checklist, and required entries without the practical answers
+(``CORE_TOPICS``).
 Everything here is a pure function of the loaded guide; no database is needed.
 """
 
@@ -21,6 +22,7 @@ from knowledge.errors import Problem
 from knowledge.schema import (
     CORE_TOPICS,
     Bundle,
+    Form,
     GuideFile,
     Material,
     MaterialSource,
@@ -157,8 +159,11 @@ _INFO_WORDS = {"户籍": "户口簿", "出生": "出生医学证明", "死亡": 
                "婚姻": "结婚证", "房产": "不动产权证书"}
 _QUALIFIERS = ("中华人民共和国", "居民", "户口", "申请人", "本人", "个人", "纸质")
 _DOCUMENT = re.compile(r"(证|证明|证书|书|簿|本|照|表|卡|合同|协议|单|函|报告|凭证|材料|照片)$")
-_NEGATION = re.compile(r"不用|无需|无须|不需要|不必|不再|免交|免提交|免于提交|不交|不要再")
-_NOT_ON_PAPER = re.compile(r"电子证照|共享核验|共享免|调取|免提交|免交|容缺|后补|承诺书?代替")
+_NEGATION = re.compile(r"不用|无需|无须|不需要|不必|不再|免交|免提交|免于提交|不交|少交|不要再")
+_NOT_ON_PAPER = re.compile(r"电子证照|共享|调取|网上核验|信息核验|部门核验|免提交|免交|容缺|后补|承诺书?代替")
+# "填一张表" promises one form; the computed list says how many there are to fill in.
+_ONE_FORM = re.compile(r"一张表|一表申请|一表通办|一份表")
+_FORM_NAME = re.compile(r"(表|申请书|清册)$")
 
 
 def material_names(m: Material) -> set[str]:
@@ -185,20 +190,6 @@ def on_paper(use: MaterialUse) -> bool:
             and use.medium is not Medium.ELECTRONIC)
 
 
-def _bundle_texts(b: Bundle) -> Iterator[tuple[str, str]]:
-    yield "summary", b.summary
-    for i, c in enumerate(b.conditions):
-        yield f"conditions[{i}]", c
-    yield "time_limit.text", b.time_limit.text
-    for i, f in enumerate(b.faq):
-        yield f"faq[{i}].a", f.a
-    for topic, a in b.answers.items():
-        if a.text:
-            yield f"answers.{topic.value}.text", a.text
-    for i, r in enumerate(b.reductions):
-        yield f"reductions[{i}].unit", r.unit
-
-
 def _claims(text: str) -> Iterator[tuple[str, str]]:
     """(clause, the part of it a material must appear in to be claimed not needed)."""
     for clause in _CLAUSE_SEP.split(text):
@@ -214,8 +205,15 @@ def _claims(text: str) -> Iterator[tuple[str, str]]:
 def check_bundle_claims(g: LintedGuide) -> list[Finding]:
     out: list[Finding] = []
     for b in g.base.bundles.values():
+        f = g.origin.get(b.id, "-")
         members = [g.base.items[m] for m in b.members if m in g.base.items]
-        for fld, text in _bundle_texts(b):
+        forms = [m.name for m in bundle_materials(g.base, b) if not m.conditions
+                 and (m.use.form is Form.FILLED or _FORM_NAME.search(_key(m.name)))]
+        for fld, text in _texts(b):
+            for clause in _CLAUSE_SEP.split(text):
+                if _ONE_FORM.search(clause) and len(forms) > 1:
+                    out.append(Finding(f, b.id, fld, f"说“{clause}”，但成员事项要分别填写"
+                                       f"{len(forms)}张表：{'、'.join(forms)}", Severity.ERROR))
             for clause, scope in _claims(text):
                 needing: dict[str, list[str]] = {}  # material id -> members needing paper
                 for member in members:
@@ -228,7 +226,7 @@ def check_bundle_claims(g: LintedGuide) -> list[Finding]:
                                 f"“{member.name}”({member.id}){part}")
                 for mid, who in needing.items():
                     out.append(Finding(
-                        g.origin.get(b.id, "-"), b.id, fld,
+                        f, b.id, fld,
                         f"说“{clause}”，但成员事项{'、'.join(dict.fromkeys(who))}要求提交纸质的"
                         f"{g.base.materials[mid].name}({mid})", Severity.ERROR))
     return out

@@ -42,6 +42,10 @@ def broken_guide() -> dict[str, Any]:
     # The bundle says the 户口本 is not needed; member item-b asks for the paper one.
     ab["summary"] = "甲乙一起办，不用再带户口本。"
     ab["conditions"] = ["户籍信息由部门共享核验"]
+    # "填一张表" while each member has its own application form.
+    ab["time_limit"] = {"instant": True, "text": "填一张表，当场办结"}
+    doc["materials"] += [{"id": "m-form-a", "name": "甲申请表", "how_to_get": "窗口领取"},
+                         {"id": "m-form-b", "name": "乙申请书", "how_to_get": "窗口领取"}]
     # A member's note, shown on the bundle's list, says 出生医学证明 need not be handed in,
     # while the other member requires the paper original.
     a["materials"][1].update(source="共享免提交", note="无需提交，部门共享")
@@ -50,6 +54,8 @@ def broken_guide() -> dict[str, Any]:
     # under two catalogue ids in the bundle's merged list.
     a["materials"].append({"ref": "m-id", "when": {"s1": ["yes"]}})
     b["materials"][0]["ref"] = "m-id-2"
+    a["materials"].append({"ref": "m-form-a", "form": "填写"})
+    b["materials"].append({"ref": "m-form-b"})
     # A required item without its practical answers.
     del b["answers"]
     return doc
@@ -93,6 +99,8 @@ def test_bundle_claim_contradicts_a_member(findings: list[Finding]) -> None:
     assert "item-b" in f.message and "m-book" in f.message
     f = find(findings, "bundle-ab", "conditions[0]", "户籍信息由部门共享核验")
     assert "m-book" in f.message
+    f = find(findings, "bundle-ab", "time_limit.text", "填一张表")
+    assert "2张表" in f.message and "甲申请表" in f.message and "乙申请书" in f.message
 
 
 def test_material_not_needed_in_the_bundle_list(findings: list[Finding]) -> None:
@@ -102,7 +110,7 @@ def test_material_not_needed_in_the_bundle_list(findings: list[Finding]) -> None
 
 def test_same_material_twice(findings: list[Finding]) -> None:
     find(findings, "item-a", "materials[2]", "居民身份证")
-    find(findings, "bundle-ab", "materials[2]", "m-id-2")
+    find(findings, "bundle-ab", "materials[3]", "m-id-2")
 
 
 def test_required_items(findings: list[Finding]) -> None:
