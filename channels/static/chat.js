@@ -82,7 +82,19 @@
     return n;
   }
 
-  function scrollDown() { logEl.scrollTop = logEl.scrollHeight; }
+  // A card that just arrived stays readable from its title: later rows of the same answer
+  // (buttons, the rating question) do not scroll it away. The citizen's next message
+  // releases it.
+  var anchor = null;
+  function scrollDown() {
+    var bottom = logEl.scrollHeight;
+    if (anchor && anchor.parentNode === logEl) {
+      var top = logEl.scrollTop + anchor.getBoundingClientRect().top - logEl.getBoundingClientRect().top - 8;
+      logEl.scrollTop = Math.min(bottom, Math.max(0, top));
+    } else {
+      logEl.scrollTop = bottom;
+    }
+  }
 
   // Server rows go before the first pending (optimistic) bubble, so pending ones stay last.
   function insertRow(row) {
@@ -164,17 +176,38 @@
     dl.appendChild(el('dd', null, value));
   }
 
+  function sourceLine(c, into) {
+    var line = String(c.source || '');
+    var url = c.source_url;
+    if (/^https?:\/\//.test(line)) { url = url || line; line = '来源：网络公开资料'; }   // cards stored before source lines
+    else if (line && !/^来源[：:]/.test(line)) line = '来源：' + line;
+    if (!line) return;
+    var p = el('p', 'source secondary');
+    if (url && /^https?:\/\//.test(url)) {
+      var a = el('a', null, line);
+      a.href = url;
+      a.rel = 'noopener noreferrer';
+      a.target = '_blank';
+      p.appendChild(a);
+    } else {
+      p.textContent = line;
+    }
+    into.appendChild(p);
+  }
+
+  // What, where, how long, cost, online or not first; other places' figures folded away.
   function itemCard(c) {
     var card = el('article', 'card');
     card.setAttribute('aria-label', (c.type === 'bundle' ? '一件事：' : '事项：') + (c.name || ''));
     if (c.type === 'bundle') card.appendChild(el('p', 'kind', '一件事 · 联办'));
     card.appendChild(el('h2', 'card-title', c.name || ''));
     if (c.plain_name) card.appendChild(el('p', 'plain', '俗称：' + c.plain_name));
-    if (c.summary) card.appendChild(el('p', 'summary secondary', c.summary));
+    var what = c.brief || c.summary;
+    if (what) card.appendChild(el('p', 'summary', what));
     var dl = el('dl', 'facts');
-    fact(dl, '时限', c.time_limit);
-    fact(dl, '收费', c.fee);
     fact(dl, '在哪办', c.where);
+    fact(dl, '多久办好', c.time_limit);
+    fact(dl, '收费', c.fee);
     fact(dl, '网上办', c.online && c.online.length ? c.online.join('；') : '暂不支持，需到现场');
     if (typeof c.visits === 'number') fact(dl, '到现场次数', c.visits ? c.visits + '次' : '0次（不用跑）');
     if (typeof c.materials_count === 'number') fact(dl, '材料数', c.materials_count + '项');
@@ -187,17 +220,59 @@
       m.appendChild(ul);
       card.appendChild(m);
     }
-    if (c.reductions && c.reductions.length) {
-      var r = el('div', 'reductions secondary');
-      r.appendChild(el('h3', null, '已公布的成效'));
+    if (c.brief && c.summary && c.summary.length > c.brief.length) {
+      var more = el('details', 'more secondary');
+      more.appendChild(el('summary', null, '详细说明'));
+      more.appendChild(el('p', null, c.summary));
+      card.appendChild(more);
+    }
+    var other = (c.elsewhere && c.elsewhere.length) ? c.elsewhere : (c.reductions || []);
+    if (other.length) {
+      var r = el('details', 'elsewhere secondary');
+      r.appendChild(el('summary', null, '其他地方的做法（不是哈尔滨的数据）'));
       var ul2 = el('ul');
-      c.reductions.forEach(function (x) { ul2.appendChild(el('li', null, x)); });
+      other.forEach(function (x) { ul2.appendChild(el('li', null, String(x).replace(/（[^（）]*https?:\/\/[^）]*）/g, ''))); });
       r.appendChild(ul2);
       card.appendChild(r);
     }
     if (c.caveat) card.appendChild(el('p', 'caveat', c.caveat));
-    if (c.source) card.appendChild(el('p', 'source secondary', '来源：' + c.source));
+    sourceLine(c, card);
     return card;
+  }
+
+  var STATES = {
+    ready: ['✔', '已备好'], missing: ['✘', '还要准备'], deferrable: ['✘', '还要准备，可容缺后补'],
+    commitment: ['✘', '可签告知承诺书代替'], unsure: ['？', '待确认'], skipped: ['○', '可不带纸质件'],
+    pending: ['☐', '还没核对'], listed: ['☐', '要带']
+  };
+
+  // The checklist with amounts and states, under each member item's name (a 一件事).
+  function groupedList(c, card) {
+    c.groups.forEach(function (g) {
+      var sec = el('section', 'group member');
+      if (g && g.title) sec.appendChild(el('h3', 'member-name', g.title));
+      var ul = el('ul');
+      ((g && g.materials) || []).forEach(function (x) {
+        var st = STATES[x.state] || ['☐', x.label || ''];
+        var li = el('li', 'mat ' + (x.state || ''));
+        var box = el('span', 'box', st[0] === '☐' ? '' : st[0]);   // an empty box to tick by hand
+        box.setAttribute('aria-hidden', 'true');
+        li.appendChild(box);
+        var body = el('span', 'mat-body');
+        body.appendChild(el('span', 'name', x.name));
+        if (x.amount) body.appendChild(el('span', 'amount', x.amount));
+        body.appendChild(el('span', 'state', st[1]));
+        li.appendChild(body);
+        ul.appendChild(li);
+      });
+      sec.appendChild(ul);
+      card.appendChild(sec);
+    });
+    var dl = el('dl', 'facts');
+    fact(dl, '在哪办', c.where);
+    fact(dl, '多久办好', c.time_limit);
+    fact(dl, '咨询电话', c.phone);
+    card.appendChild(dl);
   }
 
   function checklistCard(c, text) {
@@ -207,6 +282,11 @@
     var title = /材料清单/.test(head) ? head : '材料清单';
     card.setAttribute('aria-label', title);
     card.appendChild(el('h2', 'card-title', title));
+    if (c.groups && c.groups.length) {
+      groupedList(c, card);
+      card.appendChild(takeAlong(card));
+      return card;
+    }
     [['ready', '✔', '已备好'], ['to_get', '✘', '还要准备'], ['not_needed', '○', '可不带纸质件']].forEach(function (g) {
       var names = c[g[0]] || [];
       if (!names.length) return;
@@ -228,7 +308,71 @@
     lines.slice(1).forEach(function (l) {
       if (/^在哪办[：:]/.test(l)) card.appendChild(el('p', 'where', l));
     });
+    card.appendChild(takeAlong(card));
     return card;
+  }
+
+  // ---- a checklist to take along: print it, or open it on another phone ----
+  function markPrintable(row) {
+    Array.prototype.forEach.call(logEl.querySelectorAll('.row.print-target'), function (r) {
+      if (r !== row) r.classList.remove('print-target');
+    });
+    row.classList.add('print-target');
+  }
+
+  function takeAlong(card) {
+    var box = el('div', 'buttons take-along');
+    box.setAttribute('role', 'group');
+    box.setAttribute('aria-label', '带走清单');
+    var printBtn = el('button', 'btn print-btn', '打印清单');
+    printBtn.type = 'button';
+    printBtn.addEventListener('click', function () {
+      var row = card.closest('.row');
+      if (row) markPrintable(row);
+      window.print();
+    });
+    var shareBtn = el('button', 'btn share-btn', '发到手机');
+    shareBtn.type = 'button';
+    shareBtn.addEventListener('click', function () { shareChecklist(card, shareBtn); });
+    box.appendChild(printBtn);
+    box.appendChild(shareBtn);
+    return box;
+  }
+
+  function shareChecklist(card, btn) {
+    if (!cid || !window.fetch) { notice('暂时无法生成分享链接，请稍后再试。'); return; }
+    btn.disabled = true;
+    var headers = { 'Content-Type': 'application/json' };
+    var t = token || load(KEY.token);      // the conversation's capability (from the welcome)
+    if (t) headers.Authorization = 'Bearer ' + t;
+    fetch('/api/v1/conversations/' + encodeURIComponent(cid) + '/checklist/share', {
+      method: 'POST', headers: headers, body: '{}', credentials: 'same-origin'
+    }).then(function (r) {
+      return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+    }).then(function (res) {
+      btn.disabled = false;
+      if (!res.ok || !res.body || !res.body.url) { notice((res.body && res.body.error) || '暂时无法生成分享链接，请稍后再试。'); return; }
+      var old = card.querySelector('.share-result');
+      if (old) old.parentNode.removeChild(old);
+      var out = el('div', 'share-result');
+      out.appendChild(el('p', null, '用另一部手机扫码，或打开这个链接查看清单（只读，保存30天）：'));
+      var a = el('a', 'share-link', res.body.url);
+      a.href = res.body.url;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      out.appendChild(a);
+      if (typeof res.body.qr_svg === 'string' && /^<svg/.test(res.body.qr_svg)) {
+        var img = el('img', 'share-qr');
+        img.alt = '清单二维码';
+        img.src = 'data:image/svg+xml;charset=utf-8,' + encodeURIComponent(res.body.qr_svg);
+        out.appendChild(img);
+      }
+      if (res.body.expires_at) out.appendChild(el('p', 'expires', '有效期到 ' + String(res.body.expires_at).slice(0, 10)));
+      card.appendChild(out);
+    }).catch(function () {
+      btn.disabled = false;
+      notice('网络不太好，分享链接没有生成，请稍后再试。');
+    });
   }
 
   function renderMessage(m) {
@@ -240,6 +384,7 @@
         if (mine) { title = mine.getAttribute('data-title') || title; mine.parentNode.removeChild(mine); }
         dropFromOutbox(m.client_id);
       }
+      anchor = null;                       // the citizen moved on: follow the newest rows again
       var row = citizenRow(title, m.client_id, false);
       var t = timeOf(m.at);
       if (t) row.firstChild.appendChild(t);
@@ -254,6 +399,7 @@
     var b = el('div', 'bubble');
     b.appendChild(el('p', from === 'agent' ? 'who' : 'who sr-only', from === 'agent' ? '人工帮办：' : '导办助手：'));
     var c = m.card;
+    if (c && (c.type === 'item' || c.type === 'bundle' || c.type === 'checklist')) anchor = rowB;
     if (c && (c.type === 'item' || c.type === 'bundle')) {
       b.appendChild(itemCard(c));          // the text is the same content for text-only channels
     } else if (c && c.type === 'checklist') {
@@ -266,6 +412,7 @@
     var tb = timeOf(m.at);
     if (tb) b.appendChild(tb);
     rowB.appendChild(b);
+    if (c && c.type === 'checklist') markPrintable(rowB);
     insertRow(rowB);
   }
 
@@ -320,6 +467,7 @@
     var row = citizenRow(o.title, o.client_id, true);
     row.setAttribute('data-title', o.title);
     logEl.appendChild(row);
+    anchor = null;
     scrollDown();
   }
 
