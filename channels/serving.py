@@ -28,12 +28,20 @@ class GuardedH11(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_deadline: asyncio.TimerHandle | None = None
-        self._arm()
+        # From the first byte of the connection; between requests uvicorn's keep-alive
+        # timeout governs an idle connection, and this one only a started, unfinished head.
+        self._header_deadline: asyncio.TimerHandle | None = self.loop.call_later(
+            self.header_timeout, self._expire)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        self._arm()
+        if self._waiting_for_headers() and self.conn.trailing_data[0]:
+            if self._header_deadline is None:
+                self._header_deadline = self.loop.call_later(self.header_timeout,
+                                                             self._expire)
+        elif self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_deadline is not None:
@@ -43,10 +51,6 @@ class GuardedH11(H11Protocol):
     def _waiting_for_headers(self) -> bool:
         in_request = self.cycle is not None and not self.cycle.response_complete
         return not in_request and self.conn.their_state is h11.IDLE
-
-    def _arm(self) -> None:
-        if self._header_deadline is None and self._waiting_for_headers():
-            self._header_deadline = self.loop.call_later(self.header_timeout, self._expire)
 
     def _expire(self) -> None:
         self._header_deadline = None
