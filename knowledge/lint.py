@@ -136,12 +136,18 @@ def check_dates(g: LintedGuide, today: date) -> list[Finding]:
                 out.append(Finding(f, e.id, f"windows[{i}].end",
                                    f"时间窗口“{w.name}”已于 {w.end} 结束，请补上下一期",
                                    Severity.WARNING))
+        stale_windows = {f"windows[{i}]." for i, w in enumerate(e.windows) if w.year < today.year}
         for fld, text in _texts(e):
+            if fld[: fld.find(".") + 1] in stale_windows:
+                continue  # reported once, by its year
+            clauses: dict[str, tuple[list[int], bool]] = {}
             for y, clause, deadline in stale_years(text, today.year):
-                sev = Severity.ERROR if deadline else Severity.WARNING
+                clauses.setdefault(clause, ([], deadline))[0].append(y)
+            for clause, (years, deadline) in clauses.items():
                 what = "办理日期" if deadline else "事实"
-                out.append(Finding(f, e.id, fld, f"{y}年的{what}已过时（今年 {today.year}）：“{clause}”",
-                                   sev))
+                out.append(Finding(f, e.id, fld, f"{'、'.join(map(str, years))}年的{what}已过时"
+                                   f"（今年 {today.year}）：“{clause}”",
+                                   Severity.ERROR if deadline else Severity.WARNING))
     return out
 
 
@@ -354,18 +360,17 @@ def lint(g: LintedGuide, *, today: date, required: Sequence[tuple[int, str]] = (
          required_file: str = "-") -> list[Finding]:
     findings = [*check_dates(g, today), *check_bundle_claims(g), *check_bundle_lists(g),
                 *check_duplicates(g), *check_required(g, required, required_file)]
-    order = {Severity.ERROR: 0, Severity.WARNING: 1}
-    return sorted(findings, key=lambda x: (order[x.severity], x.file, x.record, x.field))
+    return sorted(findings, key=lambda x: (x.severity is not Severity.ERROR, x.file, x.record))
 
 
 def load(path: Path | None = None) -> tuple[LintedGuide, list[Problem]]:
     """The guide base at ``path`` (default: the bundled one) with each entry's file."""
     root = path or BUNDLED_DIR
     if not root.exists() or not guide_files(root):
-        base, problems = check_guide(root)  # says what is wrong with the path
-        return LintedGuide(base, {}), problems
+        empty, why = check_guide(root)  # says what is wrong with the path
+        return LintedGuide(empty, {}), why
     parsed: list[tuple[Path, GuideFile]] = []
-    problems = []
+    problems: list[Problem] = []
     origin: dict[str, str] = {}
     for file in guide_files(root):
         gf, errs = parse_file(file)
@@ -380,9 +385,8 @@ def load(path: Path | None = None) -> tuple[LintedGuide, list[Problem]]:
 
 def lint_path(path: Path | None = None, *, today: date | None = None,
               required_file: Path | None = None) -> list[Finding]:
-    """Validation problems (as errors) and lint findings for a guide base on disk.
-
-    The required-items list defaults to the bundled one when the bundled guide is linted."""
+    """Validation problems (as errors) and lint findings for a guide base on disk; the
+    required-items list defaults to the bundled one when the bundled guide is linted."""
     g, problems = load(path)
     if required_file is None and (path is None or path.resolve() == BUNDLED_DIR.resolve()):
         required_file = REQUIRED_FILE
