@@ -15,18 +15,23 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from assistant import checklist
 from assistant.model import Conversation, Walk
 from assistant.render import Entry, amount, applicable, card, card_text, material_line, members
-from assistant.shares import ChecklistShareRow, create_share
+from assistant.shares import ChecklistShareRow, create_share, load_share
 from assistant.sources import publishers, source_line
+from assistant.store import migrate as migrate_conversations
 from channels.wechat_render import (
     MAX_BYTES,
+    NO_CHECKLIST,
     checklist_messages,
+    checklist_reply,
     is_checklist_command,
     render,
 )
+from knowledge.db import make_engine
 from knowledge.schema import Bundle, Form, MaterialUse
 from knowledge.validate import GuideBase, load_guide
 from tests.harness import Chat, make_assistant, rest_client
@@ -185,8 +190,6 @@ def test_share_holds_nothing_personal(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     token = r.json()["url"].rsplit("/c/", 1)[1]
     engine = client.app.state.services.assistant.store.engine  # type: ignore[attr-defined]
-    from sqlalchemy.orm import Session
-
     with Session(engine) as s:
         row = s.execute(select(ChecklistShareRow).where(ChecklistShareRow.token == token)).scalar_one()
         stored = json.dumps(row.snapshot, ensure_ascii=False)
@@ -203,9 +206,26 @@ def test_unknown_and_expired_links_get_the_same_404(client: TestClient) -> None:
     expired = client.get(f"/c/{old.token}")
     unknown = client.get("/c/AAAAAAAAAAAAAAAAAAAAAA")
     odd = client.get("/c/%3Cscript%3E")
-    assert expired.status_code == unknown.status_code == odd.status_code == 404
-    assert expired.text == unknown.text == odd.text and "过期的清单" not in expired.text
+    long = client.get("/c/" + "A" * 500)
+    assert expired.status_code == unknown.status_code == odd.status_code == long.status_code == 404
+    assert expired.text == unknown.text == odd.text == long.text
+    assert "过期的清单" not in expired.text
     assert "不存在或已过期" in expired.text
+
+
+def test_share_store_on_both_databases(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate_conversations(engine)  # Alembic, a003 included
+    snap = {"entry": "e", "name": "清单", "groups": [{"title": "", "materials": []}]}
+    now = datetime.now(UTC)
+    made = create_share(engine, snap, now=now)
+    assert load_share(engine, made.token, now=now + timedelta(days=29))["name"] == "清单"  # type: ignore[index]
+    assert load_share(engine, made.token, now=now + timedelta(days=30, seconds=1)) is None
+    create_share(engine, snap, now=now + timedelta(days=31))  # sweeps the expired one
+    with Session(engine) as s:
+        left = s.execute(select(ChecklistShareRow.token)).scalars().all()
+    assert made.token not in left and len(left) == 1
+    engine.dispose()
 
 
 def test_share_access_is_checked_like_get_conversation(client: TestClient) -> None:
@@ -264,6 +284,20 @@ def test_wechat_checklist_command_and_no_raw_link(chat: Callable[[], Chat]) -> N
     assert '<a href="https://daoban.example.gov.cn/">' in text
     outside = re.sub(r"<a href=\"[^\"]*\">", "", text)
     assert not _URL.search(outside)
+
+
+def test_wechat_checklist_reply_is_the_conversations_checklist(
+        chat: Callable[[], Chat]) -> None:
+    c = chat()
+    assert checklist_reply(c.assistant, c.cid) == [NO_CHECKLIST]  # nothing in hand yet
+    c.say("社保卡丢了咋整")
+    [one] = checklist_reply(c.assistant, c.cid)
+    conv = c.assistant.store.load(c.cid)
+    snap = checklist.snapshot(conv, c.assistant.ctx) if conv else None
+    assert snap is not None and one.startswith(f"“{snap['name']}”材料清单")
+    for g in snap["groups"]:
+        for m in g["materials"]:
+            assert f"{m['name']}：{m['amount']}（要带）" in one
 
 
 @pytest.fixture
