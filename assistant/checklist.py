@@ -11,7 +11,7 @@ from typing import Any
 
 from assistant.context import Ctx
 from assistant.model import Conversation
-from assistant.render import HOTLINE, amount, applicable, members
+from assistant.render import HOTLINE, amount, applicable, members, skip_reason
 from knowledge.bundles import MergedMaterial
 from knowledge.schema import Bundle
 
@@ -46,7 +46,10 @@ def snapshot(conv: Conversation, ctx: Ctx, entry_id: str | None = None) -> dict[
                 by_name.setdefault(m.name, "pending")
 
     def row(m: MergedMaterial) -> dict[str, Any]:
-        state = by_name.get(m.name, "pending") if walk is not None else "listed"
+        if walk is not None:
+            state = by_name.get(m.name, "pending")
+        else:  # not walked through: what need not be brought on paper is still known
+            state = "skipped" if skip_reason(m.use) else "listed"
         return {"name": m.name, "amount": amount(m.use), "state": state,
                 "label": STATES[state][1]}
 
@@ -86,3 +89,10 @@ def text(snap: dict[str, Any]) -> str:
     lines.append(f"多久办好：{snap['time_limit']}")
     lines.append(f"咨询电话：{snap['phone']}")
     return "\n".join(lines)
+
+
+def card(conv: Conversation, ctx: Ctx, entry_id: str | None = None) -> dict[str, Any] | None:
+    """A checklist card for a reply (the 查看材料 list, say): the web page shows it with
+    打印清单 and 发到手机."""
+    snap = snapshot(conv, ctx, entry_id)
+    return None if snap is None else {"type": "checklist", **snap}

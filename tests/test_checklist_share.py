@@ -156,6 +156,15 @@ def test_bundle_checklist_is_grouped_under_member_names(
     assert all(m["amount"] for g in snap["groups"] for m in g["materials"])
 
 
+def test_list_card_for_a_reply(guide: GuideBase, tmp_path: Path) -> None:
+    a = make_assistant(f"sqlite:///{tmp_path / 'l.db'}", tmp_path / "idx")
+    assert checklist.card(Conversation("x"), a.ctx) is None
+    c = checklist.card(Conversation("x", current="newborn-bundle"), a.ctx)
+    assert c is not None and c["type"] == "checklist" and c["walked"] is False
+    states = {m["state"] for g in c["groups"] for m in g["materials"]}
+    assert states == {"listed", "skipped"}  # shared / e-licence materials: not on paper
+
+
 def test_share_link_opens_a_read_only_copy(client: TestClient) -> None:
     cid, headers = _conversation(client)
     _say(client, cid, headers, "社保卡丢了咋整")
@@ -297,7 +306,8 @@ def test_wechat_checklist_reply_is_the_conversations_checklist(
     assert snap is not None and one.startswith(f"“{snap['name']}”材料清单")
     for g in snap["groups"]:
         for m in g["materials"]:
-            assert f"{m['name']}：{m['amount']}（要带）" in one
+            label = checklist.STATES[m["state"]][1]
+            assert f"{m['name']}：{m['amount']}（{label}）" in one
 
 
 @pytest.fixture
