@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from assistant.passwords import password_problem
 from knowledge.db import migrate as migrate_package
 from nlu.pii import mask
 
@@ -115,6 +116,8 @@ class AgentSessionRow(Base):
     agent_id: Mapped[int] = mapped_column(Integer, index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The idle timeout counts from here (refreshed at most once a minute).
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class HandoffRow(Base):
@@ -289,6 +292,9 @@ def _changed(result: object) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
+_SEEN_EVERY = timedelta(seconds=60)
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -298,15 +304,17 @@ def migrate(engine: Engine) -> None:
 
 
 class SqlAgentStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, idle: timedelta | None = None) -> None:
         self.engine = engine
+        self.idle = idle  # a session unused this long is over (None: only its lifetime)
 
     # --- accounts ------------------------------------------------------------------------
 
     def add(self, username: str, password: str, *, display_name: str | None = None,
             role: Role = Role.AGENT, skills: tuple[str, ...] = (), max_chats: int = 3) -> Agent:
-        if len(password) < 8:
-            raise AgentError("密码至少 8 位")
+        problem = password_problem(username, password)
+        if problem:
+            raise AgentError(problem)
         if max_chats < 1:
             raise AgentError("max_chats 至少为 1")
         with Session(self.engine) as s, s.begin():
@@ -364,16 +372,23 @@ class SqlAgentStore:
             now = _now()
             s.execute(delete(AgentSessionRow).where(AgentSessionRow.expires_at < now))
             s.add(AgentSessionRow(token_hash=_token_hash(token), agent_id=r.id,
-                                  expires_at=now + ttl, created_at=now))
+                                  expires_at=now + ttl, created_at=now, last_seen_at=now))
             return token, _agent(r)
 
     def authenticate(self, token: str | None) -> Agent | None:
         if not token or len(token) > 200:
             return None
-        with Session(self.engine) as s:
+        now = _now()
+        with Session(self.engine) as s, s.begin():
             sess = s.get(AgentSessionRow, _token_hash(token))
-            if sess is None or (_aware(sess.expires_at) or _now()) <= _now():
+            if sess is None or (_aware(sess.expires_at) or now) <= now:
                 return None
+            seen = _aware(sess.last_seen_at) or _aware(sess.created_at) or now
+            if self.idle is not None and now - seen > self.idle:
+                s.delete(sess)
+                return None
+            if now - seen > (_SEEN_EVERY if self.idle is None else min(_SEEN_EVERY, self.idle / 4)):
+                sess.last_seen_at = now
             r = s.get(AgentRow, sess.agent_id)
             return None if r is None or r.disabled else _agent(r)
 

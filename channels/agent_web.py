@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -38,8 +39,18 @@ from assistant.agents import Agent, Presence, SqlAgentStore
 from assistant.agents import migrate as migrate_agents
 from assistant.bus import make_bus
 from assistant.desk import QUEUE, AgentDesk, DeskError, ReplySink, agent_topic, conv_topic
-from channels.staff import COOKIE, Staff, Supervisor, safe_next, session_token
-from channels.web import STATIC, ChatSession, RateLimiter
+from assistant.signin import Backoff, SignInThrottle
+from channels.staff import (
+    COOKIE,
+    Staff,
+    Supervisor,
+    client_address,
+    safe_next,
+    secure_cookie,
+    session_token,
+    trusted_proxies,
+)
+from channels.web import STATIC, ChatSession
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 16 * 1024
@@ -98,7 +109,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         wechat: ReplySink | None = getattr(app.state, "wechat", None)
         return wechat if channel == "wechat" else None
 
-    desk = AgentDesk(services.assistant, SqlAgentStore(engine), bus,
+    idle = timedelta(minutes=settings.agent_idle_minutes)
+    desk = AgentDesk(services.assistant, SqlAgentStore(engine, idle), bus,
                      wait_limit=settings.agent_wait_limit, grace=settings.agent_grace_seconds,
                      lease=settings.agent_lease_seconds, sink=sink)
     try:
@@ -160,23 +172,43 @@ async def console_page(
 
 @router.post("/agent/login")
 async def login(request: Request, body: Login) -> JSONResponse:
-    ip = request.client.host if request.client else "?"
-    failures: RateLimiter = request.app.state.services.login_failures
-    if failures.exceeded(ip):
-        raise HTTPException(429, "登录失败次数太多，请一分钟后再试")
+    settings = request.app.state.services.settings
+    proxies = trusted_proxies(settings)
+    ip = client_address(request, proxies)
     desk = _desk(request.app)
-    hours = request.app.state.services.settings.agent_session_hours
+    throttle = _throttle(request.app, desk)
+    # Counted before the password is checked; while locked it is not checked at all.
+    wait = await anyio.to_thread.run_sync(throttle.reserve, body.username, ip)
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        return JSONResponse({"error": f"登录失败次数太多，请 {seconds} 秒后再试",
+                             "code": "too_many_sign_in_failures"},
+                            status_code=429, headers={"Retry-After": str(seconds)})
+    hours = settings.agent_session_hours
     got = await anyio.to_thread.run_sync(desk.agents.login, body.username, body.password,
                                          timedelta(hours=hours))
     if got is None:
-        failures.record(ip)
         raise HTTPException(401, "用户名或密码不对，或账号已停用")
+    await anyio.to_thread.run_sync(throttle.succeeded, body.username, ip)
     token, agent = got
-    resp = JSONResponse({"token": token, "agent": agent.as_dict(),
-                         "expires_in": int(hours * 3600)})
+    # The token goes in the HttpOnly cookie only: page scripts never see it.
+    resp = JSONResponse({"agent": agent.as_dict(), "expires_in": int(hours * 3600)})
     resp.set_cookie(COOKIE, token, max_age=int(hours * 3600), httponly=True, samesite="strict",
-                    secure=request.url.scheme == "https")
+                    secure=secure_cookie(request, proxies))
     return resp
+
+
+def _throttle(app: FastAPI, desk: AgentDesk) -> SignInThrottle:
+    throttle: SignInThrottle | None = getattr(app.state, "sign_in_throttle", None)
+    if throttle is None:
+        s = app.state.services.settings
+        cap = s.staff_lockout_max_seconds
+        throttle = SignInThrottle(
+            desk.agents.engine,
+            account=Backoff(s.staff_lockout_after, s.staff_lockout_seconds, cap),
+            address=Backoff(s.staff_address_lockout_after, s.staff_lockout_seconds, cap))
+        app.state.sign_in_throttle = throttle
+    return throttle
 
 
 @router.post("/agent/logout")

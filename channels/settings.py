@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     # agents' grace periods start at the lease's expiry.
     agent_heartbeat_seconds: float = 5.0
     agent_lease_seconds: float = 20.0
+    # Staff sign-in: failed attempts are counted per account and per address (all
+    # processes); past the free ones every further failure doubles the wait, and while
+    # locked no password is checked, the right one included.
+    staff_lockout_after: int = 5  # failures of one account before the first wait
+    staff_address_lockout_after: int = 20  # failures from one address before the first wait
+    staff_lockout_seconds: float = 2.0  # the first wait
+    staff_lockout_max_seconds: float = 900.0
+    agent_idle_minutes: float = 30.0  # a console session unused this long is signed out
+    # Reverse proxies that terminate TLS, comma-separated addresses. Set: the staff cookie
+    # is Secure, and a request from one of them is from the X-Forwarded-For client.
+    trusted_proxies: str = ""
     max_message_chars: int = 1000
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).

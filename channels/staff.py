@@ -1,9 +1,10 @@
 """Who is signed in: the staff session of the agent console (``POST /agent/login``), shared by
 every staff-only route — the console's API and socket, the door-sign statistics.
 
-The session is the HttpOnly cookie ``daoban_agent`` or ``Authorization: Bearer <token>``.
-It is checked against the database on every request, so an expired session or a disabled
-account is refused at once.
+The session is the HttpOnly cookie ``daoban_agent`` (scripts may send the same token as
+``Authorization: Bearer <token>``); the token is never in a response body or a URL. It is
+checked against the database on every request, so an expired or idle session or a
+disabled account is refused at once.
 """
 
 from __future__ import annotations
@@ -45,6 +46,28 @@ def session_token(headers: Any, cookies: dict[str, str]) -> str | None:
     if auth.lower().startswith("bearer "):
         return str(auth[7:].strip())
     return cookies.get(COOKIE)
+
+
+def trusted_proxies(settings: Any) -> frozenset[str]:
+    return frozenset(a.strip() for a in str(settings.trusted_proxies).split(",") if a.strip())
+
+
+def client_address(request: Request, trusted: frozenset[str]) -> str:
+    """The address a sign-in comes from: behind a trusted proxy, the last address in
+    X-Forwarded-For that is not one of the proxies (the ones before it are the client's
+    word, and can be forged)."""
+    peer = request.client.host if request.client else "?"
+    if peer in trusted:
+        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if hop not in trusted:
+                return hop[:100]
+    return peer
+
+
+def secure_cookie(request: Request, trusted: frozenset[str]) -> bool:
+    """Secure when the browser speaks HTTPS: directly, or to a TLS proxy in front."""
+    return request.url.scheme == "https" or bool(trusted)
 
 
 def _sessions(app: Any) -> Sessions:

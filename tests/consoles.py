@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
+from http.cookies import SimpleCookie
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -38,7 +39,8 @@ def token(client: TestClient, user: str = "wang") -> str:
     r = client.post("/agent/login", json={"username": user, "password": PASSWORD})
     assert r.status_code == 200, r.text
     assert "daoban_agent" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
-    t: str = r.json()["token"]
+    assert "token" not in r.json()  # the session token is in the cookie only
+    t: str = r.cookies["daoban_agent"]
     return t
 
 
@@ -64,8 +66,8 @@ def http_login(base: str, user: str = "wang") -> str:
         data=json.dumps({"username": user, "password": PASSWORD}).encode(),
         headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
-        token: str = json.loads(r.read())["token"]
-        return token
+        cookie = SimpleCookie(r.headers["Set-Cookie"])
+        return cookie["daoban_agent"].value
 
 
 class Reader:
