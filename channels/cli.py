@@ -137,6 +137,9 @@ def _add_later_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     from channels import cli_agent
 
     cli_agent.register(sub)
+    from channels import retention
+
+    retention.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,29 +7,33 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import MetaData, Table, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from assistant.agents import Role
+from assistant.agents import Role, SqlAgentStore
+from assistant.agents import migrate as migrate_agents
 from assistant.core import Assistant
 from assistant.desk import AgentDesk
 from assistant.model import UserMessage
 from assistant.store import SqlConversationStore
 from assistant.store import migrate as migrate_conversations
 from channels.app import Services, create_app
+from channels.cli import main as cli_main
 from channels.doorplate_web import doorplate_locator
 from channels.settings import Settings
+from channels.wechat_store import SqlWeChatUsers
 from doorplate.service import Doorplates, open_doorplates
 from doorplate.tokens import Keyring
 from knowledge.db import make_engine
 from nlu.pii import mask
 from tests.consoles import PASSWORD
-from tests.harness import rest_client, shared_understanding
+from tests.harness import make_assistant, rest_client, shared_understanding
 
 KEYS = "k1:privacy-test-secret-0123456789"
 ID = "230102199001011234"  # a made-up number in the 18-character format (示例)
@@ -186,3 +190,66 @@ def test_logs_are_masked(tmp_path: Path) -> None:
     assert "138****5678" in written and "2301**********1234" in written
     assert PHONE not in written and ID not in written
     assert "ValueError" in written  # the traceback is still there
+
+
+# --- retention: purge and forget -------------------------------------------------------------
+
+
+def _rows(engine: Any, cid: str) -> dict[str, int]:
+    meta = MetaData()
+    meta.reflect(engine)
+    out = {}
+    with engine.connect() as c:
+        for t in meta.sorted_tables:
+            col = t.c.get("conversation_id") if "conversation_id" in t.c else (
+                t.c.id if t.name == "conversations" else None)
+            if col is not None:
+                n = c.scalar(select(func.count()).select_from(t).where(col == cid))
+                if n:
+                    out[t.name] = int(n)
+    return out
+
+
+def _citizen(assistant: Assistant, cid: str) -> None:
+    for words in ("今天天气怎么样", "身份证丢了", "再见", "满意", "窗口很热情"):
+        asyncio.run(assistant.handle(UserMessage(cid, words, channel="wechat"), create=True))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_forget_and_purge_delete_a_citizens_data_everywhere(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = (f"sqlite:///{tmp_path}/r.db" if kind == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
+    monkeypatch.setenv("DAOBAN_DATABASE_URL", url)
+    assistant = make_assistant(url, tmp_path / "idx")
+    engine = assistant.store.engine
+    migrate_agents(engine)
+    users = SqlWeChatUsers(engine)
+    users.create_table()
+    agents = SqlAgentStore(engine)
+    cids = {}
+    for who in ("oForgetMe", "oKeepMe", "oOld"):
+        cid = users.remember(who)
+        _citizen(assistant, cid)
+        agents.request(cid, "wechat", "citizen", None, None)
+        cids[who] = cid
+    gone = _rows(engine, cids["oForgetMe"])
+    assert {"conversations", "conversation_events", "ratings", "unanswered_questions",
+            "handoffs", "wechat_users"} <= set(gone), gone
+
+    assert cli_main(["forget", "oForgetMe"]) == 0  # the openid, as the citizen knows it
+    assert "已删除 1 个会话" in capsys.readouterr().out
+    assert _rows(engine, cids["oForgetMe"]) == {}
+    assert _rows(engine, cids["oKeepMe"]) == _rows(engine, cids["oOld"]) != {}
+    assert cli_main(["forget", "oForgetMe"]) == 1  # nothing left to find
+
+    conversations = Table("conversations", MetaData(), autoload_with=engine)
+    with engine.begin() as c:
+        c.execute(update(conversations).where(conversations.c.id == cids["oOld"]).values(
+            updated_at=datetime.now(UTC) - timedelta(days=100)))
+    assert cli_main(["purge", "--older-than", "30"]) == 0
+    assert _rows(engine, cids["oOld"]) == {}
+    assert "conversation_events" in _rows(engine, cids["oKeepMe"])
+    engine.dispose()
