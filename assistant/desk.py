@@ -178,8 +178,8 @@ class AgentDesk:
     # --- what citizens' messages set off --------------------------------------------------
 
     async def after_message(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
-        await self.bus.publish(conv_topic(conversation_id),
-                               {"cid": conversation_id, "seq": events[-1]["seq"]})
+        """The database first (the handoff record, a cancellation, a rating), then the bus,
+        which never fails the message: a Redis outage at 转人工 strands nobody."""
         for e in events:
             if e["type"] == "mode" and e.get("mode") == ConversationMode.WAITING_AGENT:
                 await self.request(conversation_id, str(e.get("reason") or "requested"))
@@ -190,6 +190,8 @@ class AgentDesk:
                 hid = str(e["entry"]).split(":", 1)[1]
                 if hid.isdigit():
                     await self._run(self.agents.rate, int(hid), int(e["score"]))
+        await self.bus.publish(conv_topic(conversation_id),
+                               {"cid": conversation_id, "seq": events[-1]["seq"]})
 
     async def request(self, cid: str, reason: str) -> Handoff:
         conv = await self._run(self.store.load, cid)
@@ -463,6 +465,21 @@ class AgentDesk:
             if overdue(h, now, self.wait_limit) and await self._run(self.agents.mark_overdue,
                                                                     h.id):
                 await self._tell(h.conversation_id, OVERDUE)
+        for cid in await self._run(self.agents.stranded, now - timedelta(seconds=10)):
+            if await self._run(self._requeue_stranded, cid):
+                log.warning("conversation %s was waiting for an agent without a queue entry "
+                            "(its request was interrupted): queued now", cid)
+                await self.bus.publish(QUEUE, {"cid": cid})
+
+    def _requeue_stranded(self, cid: str) -> bool:
+        with self.store.exclusive(cid):  # one process repairs it
+            conv = self.store.load(cid)
+            if (conv is None or conv.mode is not ConversationMode.WAITING_AGENT
+                    or self.agents.open_handoff(cid) is not None):
+                return False
+            self.agents.request(cid, conv.channel, "requested",
+                                self.department_of(conv.current), conv.current)
+            return True
 
     async def run_sweeper(self, every: float) -> None:
         while True:

@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.agents import Agent, Presence, SqlAgentStore
 from assistant.agents import migrate as migrate_agents
-from assistant.bus import make_bus
+from assistant.bus import BEAT, BusMonitor, Peer, make_bus
 from assistant.desk import QUEUE, AgentDesk, DeskError, ReplySink, agent_topic, conv_topic
 from assistant.signin import Backoff, SignInThrottle
 from channels.staff import (
@@ -70,7 +70,7 @@ class CitizenSockets:
         cid = session.cid
 
         async def wake(message: dict[str, Any]) -> None:
-            if int(message.get("seq", 0)) > session.sent:
+            if _newer(message, session.sent):
                 with contextlib.suppress(Exception):  # a closed socket: nothing to wake
                     await session.flush()
 
@@ -122,15 +122,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         desk.citizens[str(message.get("cid"))] = bool(message.get("online"))
 
     unsubscribe = bus.subscribe("citizen", citizen)
+    # Is the bus carrying messages between the processes? (/health: "event_bus")
+    monitor = BusMonitor(bus, desk.process_id, settings.agent_heartbeat_seconds)
+    unsubscribe_beat = bus.subscribe(BEAT, monitor.on_beat)
+
+    async def peers() -> list[Peer]:
+        rows = await anyio.to_thread.run_sync(desk.agents.processes)
+        return [Peer(*row) for row in rows]
+
+    components = getattr(services, "components", None)  # the /health registry
+    if components is not None:
+        from assistant.components import ComponentState, Status
+
+        def bus_state() -> ComponentState:
+            works, detail, fix = monitor.state()
+            return ComponentState(Status.OK if works else Status.OFF, detail, fix)
+
+        components.probe("event_bus", bus_state)
+    app.state.bus_monitor = monitor
     services.assistant.desk = desk
     app.state.desk = desk
     app.state.citizens = CitizenSockets(desk)
     sweeper = asyncio.create_task(desk.run_sweeper(settings.agent_sweep_seconds))
     heart = asyncio.create_task(desk.run_heartbeat(settings.agent_heartbeat_seconds))
+    checker = asyncio.create_task(monitor.run(peers))
     try:
         yield
     finally:
-        for task in (sweeper, heart):
+        unsubscribe_beat()
+        for task in (sweeper, heart, checker):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -274,8 +294,10 @@ class AgentSession:
                 return  # a bus wake-up that was already on its way when the socket closed
             await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
 
-    async def error(self, code: str, message: str) -> None:
-        await self.send({"type": "error", "code": code, "message": message})
+    async def error(self, code: str, message: str, client_id: str = "") -> None:
+        """``client_id``: the refused message's, so the console marks it 未发送."""
+        frame = {"type": "error", "code": code, "message": message}
+        await self.send({**frame, "client_id": client_id} if client_id else frame)
 
     async def start(self) -> None:
         bus = self.desk.bus
@@ -332,7 +354,7 @@ class AgentSession:
             return
 
         async def wake(message: dict[str, Any]) -> None:
-            if int(message.get("seq", 0)) > self.sent.get(cid, 0):
+            if _newer(message, self.sent.get(cid, 0)):
                 await self.flush(cid)
 
         self.sent[cid] = max(0, last)
@@ -417,12 +439,13 @@ class AgentSession:
                 await self.ws.close(code=4401)
                 return
             self.agent = agent
+            client_id = str(frame.get("client_id") or "")[:100]
             try:
                 await self.dispatch(kind, frame)
             except DeskError as exc:
-                await self.error("refused", str(exc))
+                await self.error("refused", str(exc), client_id)
             except (KeyError, TypeError, ValueError):
-                await self.error("bad_frame", "消息缺少字段或字段不对")
+                await self.error("bad_frame", "消息缺少字段或字段不对", client_id)
 
     async def dispatch(self, kind: Any, f: dict[str, Any]) -> None:
         cid = str(f.get("conversation_id") or "")[:160]
@@ -470,6 +493,13 @@ class AgentSession:
             await self.error("bad_frame", "不认识的消息类型")
         if cid and cid in self.sent:
             await self.flush(cid)
+
+
+def _newer(message: dict[str, Any], sent: int) -> bool:
+    """A wake-up with a sequence number past what was sent, or without one (the bus came
+    back after an outage: read whatever was missed)."""
+    seq = message.get("seq")
+    return seq is None or int(seq) > sent
 
 
 def _need() -> str:

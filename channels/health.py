@@ -54,8 +54,17 @@ def standard_components(settings: Settings, assistant: Assistant) -> Components:
     else:
         components.report("rasa", Status.NOT_USED, "DAOBAN_NLU=embedded")
     if settings.redis_url:
-        components.report("event_bus", Status.UNCHECKED,
-                          "Redis pub/sub (DAOBAN_REDIS_URL); no self-check has reported")
+        # Checked before serving (one line at start-up); the desk's bus monitor reports
+        # from then on (channels/agent_web.py).
+        from assistant.bus import REDIS_FIX, redis_problem
+
+        problem = redis_problem(settings.redis_url)
+        if problem is not None:
+            components.report("event_bus", Status.OFF, f"Redis pub/sub: {problem}",
+                              fix=REDIS_FIX)
+        else:
+            components.report("event_bus", Status.UNCHECKED,
+                              "Redis pub/sub (DAOBAN_REDIS_URL); no self-check has reported")
     else:
         components.report("event_bus", Status.OK, "in-process (one server process)")
     return components

@@ -1,9 +1,13 @@
 // The agent console (/ws/agent). No framework, no CDN. Every conversation event carries a
 // sequence number; on reconnect the console sends the last one it saw per conversation.
+// What the agent sends (replies, notes, cards) goes through an outbox, as on the citizen
+// page: each has a client id, stays (also across a reload) until the server acknowledges
+// it, is sent again after a reconnect, and the server processes a client id once.
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
-  var ws = null, me = null, current = null, lastSeq = {}, pending = 0, retry = 0, lists = null;
+  var ws = null, me = null, current = null, lastSeq = {}, retry = 0, lists = null;
+  var outbox = [];  // [{frame, label}] not yet acknowledged
   var citizenOnline = {};
   var next = $("login").getAttribute("data-next") || "";
   $("login-next").hidden = !next;
@@ -15,6 +19,7 @@
     return e;
   }
   function send(frame) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame)); }
+  function connected() { return !!ws && ws.readyState === 1; }
   function cid() { return "k-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8); }
   function conn(text, lost) { var c = $("conn"); c.hidden = !text; c.textContent = text || ""; c.className = lost ? "conn lost" : "conn"; }
   function mins(s) { return s < 60 ? s + " 秒" : Math.floor(s / 60) + " 分钟"; }
@@ -33,6 +38,7 @@
     if (!r.ok) { $("login").hidden = false; $("desk").hidden = true; return; }
     if (next) { location.replace(next); return; }  // signed in for another staff page: no console socket
     me = await r.json();
+    loadOutbox();
     $("login").hidden = true; $("desk").hidden = false; $("who").hidden = false;
     $("me").textContent = me.name + (me.role !== "agent" ? "（值班长）" : "");
     $("chats-title").textContent = me.role !== "agent" ? "全部进行中的会话" : "我的会话";
@@ -41,8 +47,13 @@
 
   function connect() {
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent");
-    ws.onopen = function () { retry = 0; conn(""); send({ type: "hello", last_seqs: lastSeq }); };
+    ws.onopen = function () {
+      retry = 0; conn(""); send({ type: "hello", last_seqs: lastSeq });
+      outbox.forEach(function (o) { send(o.frame); });  // processed once by the server
+      renderOutbox();
+    };
     ws.onclose = function (e) {
+      renderOutbox();
       if (e.code === 4401) { conn("登录已过期，请重新登录", true); $("login").hidden = false; $("desk").hidden = true; return; }
       conn("连接断开，正在重连……", true);
       setTimeout(connect, Math.min(5000, 500 * Math.pow(2, retry++)));
@@ -56,10 +67,11 @@
     else if (f.type === "event") addEvent(f);
     else if (f.type === "context") renderContext(f);
     else if (f.type === "claimed") openChat(f.conversation_id);
-    else if (f.type === "ack") pending = Math.max(0, pending - 1);
+    else if (f.type === "ack") acked(f);
     else if (f.type === "citizen") { citizenOnline[f.conversation_id] = f.online; renderHead(); }
     else if (f.type === "items") renderItems(f.items);
-    else if (f.type === "error") { pending = Math.max(0, pending - 1); alert(f.message); }
+    else if (f.type === "error" && f.client_id) failed(f.client_id, f.message);
+    else if (f.type === "error") alert(f.message);
     else if (f.type === "ended" || f.type === "transferred" || f.type === "unwatched") {
       if (f.conversation_id === current) $("chat-head").textContent = "会话已结束或已转出。";
     }
@@ -96,7 +108,7 @@
   }
 
   function openChat(id) {
-    if (current !== id) { current = id; $("log").innerHTML = ""; lastSeq[id] = 0; }
+    if (current !== id) { current = id; $("log").innerHTML = ""; lastSeq[id] = 0; outbox.forEach(pendingRow); }
     send({ type: "open", conversation_id: id, last_seq: lastSeq[id] || 0 });
     renderHead(); if (lists) renderLists();
   }
@@ -119,14 +131,76 @@
   function addEvent(f) {
     lastSeq[f.conversation_id] = Math.max(lastSeq[f.conversation_id] || 0, f.seq);
     if (f.conversation_id !== current) return;
+    var mine = f.client_id && rowOf(String(f.client_id).split(":").pop());
+    if (mine && !mine.classList.contains("failed")) mine.parentNode.removeChild(mine);
     var cls = { citizen: "citizen", bot: "bot", agent: "agent", system: "system", note: "note" }[f.from] || "system";
     var row = el("div", "row " + cls);
     var b = el("div", "bubble");
     var who = { citizen: "市民", bot: "导办助手", agent: f.agent || "帮办", note: "内部备注", system: "" }[f.from];
     if (who) b.appendChild(el("p", "who", who));
     b.appendChild(el("p", "text", f.text));
+    row.appendChild(b);
+    $("log").insertBefore(row, $("log").querySelector(".row.pending"));  // unsent ones stay last
+    $("log").scrollTop = $("log").scrollHeight;
+  }
+
+  // ---- outbox ----
+  function outboxKey() { return "daoban.agent.outbox." + (me ? me.id : ""); }
+  function loadOutbox() {
+    try { outbox = JSON.parse(localStorage.getItem(outboxKey()) || "[]") || []; } catch (e) { outbox = []; }
+    if (!Array.isArray(outbox)) outbox = [];
+  }
+  function saveOutbox() {
+    try {
+      if (outbox.length) localStorage.setItem(outboxKey(), JSON.stringify(outbox));
+      else localStorage.removeItem(outboxKey());
+    } catch (e) { /* private mode: the outbox lives as long as the page */ }
+  }
+  function rowOf(id) {
+    var rows = $("log").querySelectorAll(".row[data-client-id]");
+    for (var i = 0; i < rows.length; i++) if (rows[i].getAttribute("data-client-id") === id) return rows[i];
+    return null;
+  }
+  function pendingRow(o) {
+    if (o.frame.conversation_id !== current || rowOf(o.frame.client_id)) return;
+    var row = el("div", "row pending " + (o.frame.type === "note" ? "note" : "agent"));
+    row.setAttribute("data-client-id", o.frame.client_id);
+    var b = el("div", "bubble");
+    b.appendChild(el("p", "who", o.frame.type === "note" ? "内部备注" : "我"));
+    b.appendChild(el("p", "text", o.label));
+    b.appendChild(el("p", "status", "未发送"));
     row.appendChild(b); $("log").appendChild(row);
     $("log").scrollTop = $("log").scrollHeight;
+  }
+  function renderOutbox() {
+    var box = $("outbox"), n = outbox.length;
+    box.hidden = !n;
+    box.textContent = n ? "未发送 " + n + " 条：" + (connected() ? "等待服务器确认……" : "连接恢复后自动重发") : "";
+  }
+  function enqueue(frame, label) {
+    frame.client_id = cid();
+    var o = { frame: frame, label: label };
+    outbox.push(o); saveOutbox(); pendingRow(o); renderOutbox();
+    send(frame);
+  }
+  function drop(id) {
+    outbox = outbox.filter(function (o) { return o.frame.client_id !== id; });
+    saveOutbox(); renderOutbox();
+  }
+  function acked(f) {
+    drop(f.client_id);
+    var row = rowOf(f.client_id);
+    if (row && row.classList.contains("pending")) {
+      row.classList.remove("pending");
+      var st = row.querySelector(".status"); if (st) st.parentNode.removeChild(st);
+    }
+  }
+  function failed(id, message) {
+    drop(id);
+    var row = rowOf(id);
+    if (!row) { alert(message); return; }
+    row.classList.remove("pending"); row.classList.add("failed");
+    row.querySelector(".status").textContent = "未发送：" + message;
   }
   function renderItems(items) {
     var box = $("items"); box.innerHTML = "";
@@ -142,7 +216,8 @@
   }
   function insert(id, kind) {
     if (!current) return;
-    pending++; send({ type: "insert", conversation_id: current, client_id: cid(), entry_id: id, kind: kind });
+    enqueue({ type: "insert", conversation_id: current, entry_id: id, kind: kind },
+            kind === "materials" ? "（材料清单）" : "（事项卡片）");
   }
 
   $("login").addEventListener("submit", login);
@@ -152,13 +227,13 @@
     ev.preventDefault();
     var t = $("msg").value.trim();
     if (!t || !current) return;
-    pending++; send({ type: "send", conversation_id: current, client_id: cid(), text: t });
+    enqueue({ type: "send", conversation_id: current, text: t }, t);
     $("msg").value = "";
   });
   $("item-q").addEventListener("input", function () { send({ type: "search", q: this.value }); });
   $("note-send").onclick = function () {
     var t = $("note").value.trim(); if (!t || !current) return;
-    pending++; send({ type: "note", conversation_id: current, client_id: cid(), text: t }); $("note").value = "";
+    enqueue({ type: "note", conversation_id: current, text: t }, t); $("note").value = "";
   };
   $("transfer").onclick = function () {
     if (!current) return;
@@ -166,6 +241,6 @@
   };
   $("handback").onclick = function () { if (current) send({ type: "handback", conversation_id: current }); };
   $("close").onclick = function () { if (current) send({ type: "close", conversation_id: current, summary: $("summary").value }); };
-  window.daobanAgent = { state: function () { return { connected: !!ws && ws.readyState === 1, current: current, pending: pending }; } };
+  window.daobanAgent = { state: function () { return { connected: connected(), current: current, pending: outbox.length }; } };
   start();
 })();
