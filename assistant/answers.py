@@ -98,12 +98,16 @@ def where_to_ask(e: Entry) -> str:
     return f"请向办理窗口（{e.where.text}）确认，或拨打咨询电话 {e.phone or HOTLINE}；也可以点“转人工”问帮办人员。"
 
 
-def unknown(e: Entry, topic: str, out: Outcome) -> None:
-    known = ""
+def unknown(e: Entry, topic: str, out: Outcome, *, known: str = "") -> None:
+    """The guide does not settle it: say so, with what it does say ("约30天取证；急用的
+    可同时申请临时身份证") and where to ask."""
+    lead = ""
     if topic in ("in_person", "proxy") and e.visits:
-        known = f"按指南，一般需要到现场{e.visits}次；"
-    out.say(f"“{e.name}”{known}{ASKED.get(topic, '这一点')}，指南里没有写明。{where_to_ask(e)}",
-            (HUMAN,))
+        lead = f"按指南，一般需要到现场{e.visits}次；"
+    known = (known or "").strip()
+    said = f"\n指南里相关的说明：{known}" if known else ""
+    out.say(f"“{e.name}”{lead}{ASKED.get(topic, '这一点')}，指南里没有写明。{where_to_ask(e)}"
+            + said, (HUMAN,))
 
 
 def _derived(e: Entry, topic: str, guide_materials: dict[str, str]) -> Answer | None:
@@ -174,7 +178,7 @@ def answer_topic(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx,
         return
     a = _topic_answer(e, topic, ctx)
     if a is None or a.answer is Tri.UNKNOWN:
-        unknown(e, topic, out)
+        unknown(e, topic, out, known=(a.text or "") if a is not None else "")
         return
     lines = [_with_caveat(f"“{e.name}”：{a.text}", a, e)]
     if topic == "proxy" and a.materials:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from assistant import answers, closing, walk
+from assistant import checklist as checklists
 from assistant.context import BRACKET, Ctx, Outcome, PlaceAware, family_key
 from assistant.model import Button, Conversation, ConversationMode, Stage
 from assistant.options import Option, match
@@ -341,11 +342,12 @@ def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> Non
     facts = _facts_line(conv, ctx)
     if facts:
         lines.append(facts)
-    if nxt is not None:
-        lines.append("标“特定情形需要”的，要看您的具体情况：")
+    # On the web page the checklist card (print, share to a phone) stands for the text.
     out.say("\n".join(x for x in lines if x),
-            (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"), Button("转人工", "/human")))
+            (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"), Button("转人工", "/human")),
+            checklists.card(conv, ctx, e.id))
     if nxt is not None:
+        out.say("标“特定情形需要”的，要看您的具体情况：")
         conv.after_situation = "list"
         _ask_situation(conv, nxt[0], nxt[1], out)
 
@@ -461,20 +463,24 @@ def _bundle_or_member(hits: list[Hit], u: Understood, ctx: Ctx, *, together: boo
     top = hits[0]
     close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
     bundles: list[str] = []
-    for h in [*close, *u.parts]:
+    for h in [*close, *(h for part in u.parts for h in part)]:
         for b in ([h.id] if h.kind == "bundle" else ctx.bundles_of.get(h.id, [])):
             if b not in bundles:
                 bundles.append(b)
-    part_ids = {p.id for p in u.parts}
     for b in bundles:
         bundle = ctx.guide.bundles.get(b)
         if bundle is None:
             continue
-        named = {m for m in bundle.members if ctx.mentions(m, text) or m in part_ids}
-        if len(named) >= 2:
+        named = {m for m in bundle.members if ctx.mentions(m, text)}
+        # clauses that each name a different member: "养老金 医保 公积金这些得咋办"
+        by_clause = [next((h.id for h in part if h.id in bundle.members), None)
+                     for part in u.parts]
+        if len(named) >= 2 or len({m for m in by_clause if m}) >= 2:
             return b
         if together and (named or b in {h.id for h in close}):
             return b
+        if b in {h.id for h in hits[:3]} and ctx.cues.act("whole_event", text):
+            return b  # "下个月到岁数了 退休都要办啥"
         if top.id == b and len(named) == 1 and not ctx.mentions(b, text):
             return named.pop()  # "生育津贴咋领": the member, the 一件事 offered beside it
     if top.kind == "bundle":

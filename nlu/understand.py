@@ -36,7 +36,9 @@ SHORT_FOLLOW_UP = 4  # "要多久" names no item; "身份证要钱吗" does
 # Clauses of a list: split on spaces and list punctuation; each is searched on its own.
 CLAUSE_SPLIT = re.compile(r"[\s、，,；;/]+|还有|以及")
 MAX_CLAUSES = 5
-PART_SCORE = 0.5  # a clause's best hit counts as named when this strong
+PART_SCORE = 0.5  # a clause's hit counts as named when this strong
+PART_K = 3
+MATERIAL_FREE_SCORE = 0.4  # the item a material question is about, searched without it
 # A non-item act still gets items when retrieval is this sure ("社保卡丢了，转人工").
 STRONG_MATCH = 0.62
 # In-scope evidence: dense similarity of the top hit, its sparse coverage, minus the intent
@@ -62,7 +64,7 @@ class Understood:
     slots: list[SlotValue] = field(default_factory=list)  # facts the citizen stated
     # The best hit of each clause of a message that lists several things ("执照 食品许可证
     # 消防 招牌都得办吧"): several members of one 一件事 named at once mean the bundle.
-    parts: list[Hit] = field(default_factory=list)
+    parts: list[tuple[Hit, ...]] = field(default_factory=list)  # best hits per clause
 
     @property
     def entities(self) -> list[Entity]:
@@ -149,6 +151,8 @@ class Understanding:
             # search (half the cost of a message) is skipped.
             return Understood(text, q, parsed, [], 0.0, [], topics, slots)
         hits = self.search(text, k=k, scope=scope, normalized=q)
+        if hits and "materials" in topics:
+            hits = self._without_material(q, hits, k, scope)
         candidates = list(hits)
         conf = match_confidence(hits[0], dict(parsed.ranking).get("out_of_scope", 0.0)) if hits else 0.0
         top = hits[0].score if hits else 0.0
@@ -159,15 +163,28 @@ class Understanding:
         return Understood(text, q, parsed, hits, conf, candidates, topics, slots,
                           self._parts(q, k, scope) if candidates else [])
 
-    def _parts(self, q: str, k: int, scope: Scope | None) -> list[Hit]:
+    def _without_material(self, q: str, hits: list[Hit], k: int,
+                          scope: Scope | None) -> list[Hit]:
+        """"去扯证 要带户口本不" asks whether to bring a 户口本, not how to replace one:
+        when the best hit is about the material asked of, search again without it."""
+        for said, word in self.cues.materials_named(q):
+            if word in hits[0].name or said in hits[0].name:
+                rest = q.replace(said, " ").strip()
+                again = self.search(rest, k=k, scope=scope, normalized=rest) if rest else []
+                if again and again[0].score >= MATERIAL_FREE_SCORE:
+                    return again
+        return hits
+
+    def _parts(self, q: str, k: int, scope: Scope | None) -> list[tuple[Hit, ...]]:
         clauses = [c for c in CLAUSE_SPLIT.split(q) if len(c) >= 2]
         if len(clauses) < 2 or len(clauses) > MAX_CLAUSES:
             return []
-        parts: list[Hit] = []
+        parts = []
         for c in clauses:
-            best = self.search(c, k=1, scope=scope, normalized=c)
-            if best and best[0].score >= PART_SCORE and best[0].id not in {p.id for p in parts}:
-                parts.append(best[0])
+            best = tuple(h for h in self.search(c, k=PART_K, scope=scope, normalized=c)
+                         if h.score >= PART_SCORE)
+            if best:
+                parts.append(best)
         return parts
 
 
