@@ -40,7 +40,7 @@ def test_health_ok_lists_every_component(tmp_path: Path) -> None:
     assert set(comps) == {"dense_retrieval", "intent_model", "rasa", "event_bus"}
     assert comps["dense_retrieval"]["state"] == "ok"
     assert comps["rasa"]["state"] == "not_used"
-    assert comps["event_bus"] == {"state": "ok", "detail": "in-process (one server process)"}
+    assert comps["event_bus"]["state"] == "ok" and "in-process" in comps["event_bus"]["detail"]
 
 
 def test_health_degraded_without_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
