@@ -113,6 +113,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   docs_url="/docs" if docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
     _install_errors(app)
+    if settings.rate_limits:  # inside the body limit: the bodies it peeks at are bounded
+        from channels.ratelimit import RateLimits
+
+        app.add_middleware(RateLimits, settings=settings)
     # Outermost first: the headers go on every response, the 413 included.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)

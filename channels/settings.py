@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     # is Secure, and a request from one of them is from the X-Forwarded-For client.
     trusted_proxies: str = ""
     max_message_chars: int = 1000
+    # Rate limits (channels/ratelimit.py), per minute; 0 turns one off. Per client address
+    # unless named per conversation; shared through Redis when DAOBAN_REDIS_URL is set.
+    rate_limits: bool = True
+    limit_new_conversations: float = 30.0
+    limit_messages: float = 120.0
+    limit_conversation_messages: float = 30.0  # per conversation
+    limit_chat_connections: float = 60.0  # web chat sockets opened (each says hello)
+    limit_human_requests: float = 6.0  # 转人工
     # Web chat messages per 10 s from one client address (a government office behind one
     # NAT address may need more).
     ws_ip_limit: int = 60
