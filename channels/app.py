@@ -131,6 +131,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(checklist_share.router)
     app.include_router(wechat.router)
+    from channels import retention
+
+    app.include_router(retention.router)
     from channels import agent_web  # after wechat: the desk pushes to WeChat citizens
 
     app.include_router(agent_web.router)

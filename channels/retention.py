@@ -10,14 +10,21 @@ forgotten. Door-sign statistics keep no conversation id and hold masked text onl
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
+import anyio
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import Engine, MetaData, Table, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from channels.settings import Settings
 
+log = logging.getLogger(__name__)
 CONVERSATIONS = "conversations"
 BATCH = 500
 
@@ -86,6 +93,42 @@ def purge(engine: Engine, older_than: timedelta, now: datetime | None = None) ->
             return total
         for table, n in forget(engine, old).items():
             total[table] = total.get(table, 0) + n
+
+
+# --- the scheduled purge -------------------------------------------------------------------
+
+
+async def purge_every(engine: Engine, days: int, every: float) -> None:
+    """Purges conversations older than ``days`` now and then every ``every`` seconds.
+    Every server process may run it: deleting what another already deleted is harmless."""
+    while True:
+        try:
+            counts = await anyio.to_thread.run_sync(purge, engine, timedelta(days=days))
+            if counts:
+                log.info("retention: deleted conversations older than %d days: %s", days, counts)
+        except SQLAlchemyError:
+            log.exception("retention: the scheduled purge failed; trying again later")
+        await asyncio.sleep(every)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    services = app.state.services
+    days = services.settings.retention_days
+    task = None
+    if days > 0:
+        engine = services.assistant.store.engine
+        task = asyncio.create_task(purge_every(engine, days, services.settings.retention_every))
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+router = APIRouter(lifespan=lifespan)
 
 
 # --- the commands ---------------------------------------------------------------------------

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # is Secure, and a request from one of them is from the X-Forwarded-For client.
     trusted_proxies: str = ""
     max_message_chars: int = 1000
+    # Retention: conversations (transcript, handoffs, ratings, unanswered questions) with no
+    # activity for this many days are deleted by every server process, once at start and
+    # then every retention_every seconds. 0: kept until `daoban purge`.
+    retention_days: int = 0
+    retention_every: float = 86400.0
     # Rate limits (channels/ratelimit.py), per minute; 0 turns one off. Per client address
     # unless named per conversation; shared through Redis when DAOBAN_REDIS_URL is set.
     rate_limits: bool = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,3 +254,22 @@ def test_forget_and_purge_delete_a_citizens_data_everywhere(
     assert _rows(engine, cids["oOld"]) == {}
     assert "conversation_events" in _rows(engine, cids["oKeepMe"])
     engine.dispose()
+
+
+def test_scheduled_purge(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    assistant = make_assistant(url, tmp_path / "idx")
+    for cid in ("old-one", "new-one"):
+        asyncio.run(assistant.handle(UserMessage(cid, "身份证丢了", channel="test"), create=True))
+    conversations = Table("conversations", MetaData(), autoload_with=assistant.store.engine)
+    with assistant.store.engine.begin() as c:
+        c.execute(update(conversations).where(conversations.c.id == "old-one").values(
+            updated_at=datetime.now(UTC) - timedelta(days=31)))
+    settings = Settings(database_url=url, index_dir=tmp_path / "idx", retention_days=30,
+                        retention_every=0.2)
+    with TestClient(create_app(settings, Services(settings, assistant, "t"))):
+        deadline = time.monotonic() + 10
+        while assistant.store.load("old-one") is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert assistant.store.load("old-one") is None
+        assert assistant.store.load("new-one") is not None
