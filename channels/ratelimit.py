@@ -10,6 +10,7 @@ otherwise. Over a limit: ``429`` JSON on HTTP; on the web chat socket a polite e
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from channels.settings import Settings
 
+log = logging.getLogger(__name__)
 _MESSAGES = re.compile(r"^/api/v1/conversations/([^/]{1,200})/messages$")
 WEBHOOK = "/webhooks/rest/webhook"
 TOO_MANY = "请求太频繁，请稍后再试"
@@ -72,9 +74,17 @@ class RedisBuckets:
         self.prefix = prefix + "limit:"
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._script = self._redis.register_script(_LUA)
+        self._fallback = MemoryBuckets()
 
     async def take(self, key: str, per_minute: float) -> bool:
-        ok = await self._script(keys=[self.prefix + key], args=[per_minute, time.time()])
+        from redis.exceptions import RedisError
+
+        try:
+            ok = await self._script(keys=[self.prefix + key], args=[per_minute, time.time()])
+        except RedisError:
+            # Redis away: each process limits on its own rather than failing every request.
+            log.warning("rate limits: Redis unavailable, counting in this process")
+            return await self._fallback.take(key, per_minute)
         return bool(int(ok))
 
     async def close(self) -> None:

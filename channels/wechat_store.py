@@ -8,6 +8,7 @@ table of the conversation database.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Generic, Protocol, TypeVar
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+log = logging.getLogger(__name__)
 _meta = MetaData()
 wechat_users = Table(
     "wechat_users",
@@ -138,12 +140,20 @@ class RedisNonces:
 
         self.prefix = prefix + "wechat:nonce:"
         self._redis = aioredis.Redis.from_url(url, decode_responses=True)
+        self._fallback = MemoryNonces()
 
     async def first(self, key: str, digest: str, ttl: float) -> bool:
+        from redis.exceptions import RedisError
+
         name = self.prefix + key
-        if await self._redis.set(name, digest, nx=True, ex=max(1, int(ttl + 0.999))):
-            return True
-        return bool(await self._redis.get(name) == digest)
+        try:
+            if await self._redis.set(name, digest, nx=True, ex=max(1, int(ttl + 0.999))):
+                return True
+            return bool(await self._redis.get(name) == digest)
+        except RedisError:
+            # Redis away: this process's memory still stops replays that reach it.
+            log.warning("WeChat nonces: Redis unavailable, remembering in this process")
+            return await self._fallback.first(key, digest, ttl)
 
     async def close(self) -> None:
         await self._redis.aclose()

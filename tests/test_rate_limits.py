@@ -154,3 +154,14 @@ def test_bad_bodies_are_the_apps_to_refuse(app: TestClient) -> None:
         r = c.post("/webhooks/rest/webhook", content=body,
                    headers={"Content-Type": "application/json"})
         assert 400 <= r.status_code < 500, (body[:20], r.status_code)
+
+
+def test_redis_away_limits_in_the_process() -> None:
+    async def run() -> None:
+        b = RedisBuckets("redis://127.0.0.1:1/0", "daoban-test:")  # nothing listens there
+        try:
+            assert [await b.take("k", 2) for _ in range(3)] == [True, True, False]
+        finally:
+            await b.close()
+
+    anyio.run(run)

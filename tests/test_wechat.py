@@ -540,6 +540,18 @@ def test_redis_nonces_are_shared_between_processes() -> None:
     anyio.run(run)
 
 
+def test_redis_away_nonces_are_remembered_in_the_process() -> None:
+    async def run() -> None:
+        n = RedisNonces("redis://127.0.0.1:1/0", "daoban-test:")  # nothing listens there
+        try:
+            assert await n.first("1:n", "d1", 660)
+            assert not await n.first("1:n", "d2", 660)
+        finally:
+            await n.close()
+
+    anyio.run(run)
+
+
 def test_access_log_has_no_query_string(bed: Bed) -> None:
     """uvicorn's access line for ``/wechat`` would carry the openid and the signature."""
     access = logging.getLogger("uvicorn.access")
