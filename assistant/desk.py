@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from assistant import delivery
 from assistant.agents import Agent, Handoff, HandoffStatus, Presence, SqlAgentStore
 from assistant.bus import EventBus
 from assistant.closing import DESK_HOURS, RATING_BUTTONS
@@ -107,6 +108,10 @@ def overdue(h: Handoff, now: datetime, limit: timedelta) -> bool:
     return h.status is HandoffStatus.QUEUED and not h.told_overdue and now - h.queued_at > limit
 
 
+def _delivered(seq: int) -> Callable[[Conversation], list[Event]]:
+    return lambda conv: [Event("delivery", {"of": seq, "ok": True, "text": "留言已送达"})]
+
+
 def _last_seq(logged: list[dict[str, Any]]) -> int:
     return int(logged[-1]["seq"]) if logged else 0
 
@@ -180,6 +185,8 @@ class AgentDesk:
     async def after_message(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
         """The database first (the handoff record, a cancellation, a rating), then the bus,
         which never fails the message: a Redis outage at 转人工 strands nobody."""
+        if any(e["type"] == "user" and e.get("channel") == "wechat" for e in events):
+            await self._deliver_held(conversation_id)
         for e in events:
             if e["type"] == "mode" and e.get("mode") == ConversationMode.WAITING_AGENT:
                 await self.request(conversation_id, str(e.get("reason") or "requested"))
@@ -216,17 +223,20 @@ class AgentDesk:
         await self._change(cid, lambda conv: [_bot(text)])
         await self._push(cid, [Reply(text)])
 
-    async def _push(self, cid: str, replies: list[Reply]) -> None:
-        """Channels whose citizens have no socket to wake (WeChat) get a push, in order."""
+    async def _push(self, cid: str, replies: list[Reply]) -> BaseException | None:
+        """Channels whose citizens have no socket to wake (WeChat) get a push, in order;
+        what went wrong, or None."""
         conv = await self._run(self.store.load, cid)
         sink = self.sink(conv.channel) if conv is not None else None
         if sink is None:
-            return
+            return None
         try:
             await sink.push(cid, replies)
-        except Exception:
-            # Stored in the log either way; the citizen sees it on their next message.
-            log.exception("could not push to conversation %s", cid)
+        except Exception as exc:
+            # Stored in the log either way; an agent's reply is marked for the agent.
+            log.warning("could not push to conversation %s: %s", cid, exc)
+            return exc
+        return None
 
     # --- agent actions --------------------------------------------------------------------
 
@@ -291,8 +301,36 @@ class AgentDesk:
             logged = await self._change(cid, append, message_id=f"agent:{agent.id}:{client_id}")
             if logged:
                 await self._run(self.agents.first_response, h.id)
-                await self._push(cid, [Reply(text, (), card_)])
+                exc = await self._push(cid, [Reply(text, (), card_)])
+                if exc is not None:
+                    code, why = delivery.problem_text(exc)
+                    seq = logged[-1]["seq"]
+                    await self._change(cid, lambda conv: [Event("delivery", {
+                        "of": seq, "ok": False, "code": code, "text": why})])
         return logged
+
+    async def hold(self, agent: Agent, cid: str, seq: int) -> None:
+        """The agent leaves an undelivered reply as a 留言: it goes out when the citizen
+        writes again (``after_message``)."""
+        await self._own(agent, cid)
+
+        def mark(conv: Conversation) -> list[Event]:
+            if not delivery.failed(self.store.events(cid), seq):
+                raise Conflict("这条消息没有发送失败，或已留作留言")
+            return [Event("delivery", {"of": seq, "held": True,
+                                       "text": "已留作留言：市民下次发消息时自动送达"})]
+
+        await self._change(cid, mark)
+
+    async def _deliver_held(self, cid: str) -> None:
+        """The citizen wrote again (WeChat's window is open): send the 留言 left for them."""
+        waiting = delivery.held(await self._run(self.store.events, cid))
+        async with self._outbound.setdefault(cid, asyncio.Lock()):
+            for e in waiting:
+                reply = Reply(str(e.get("text", "")), (), e.get("card"))
+                if await self._push(cid, [reply]) is not None:
+                    return  # still refused: they stay held
+                await self._change(cid, _delivered(int(e["seq"])))
 
     async def insert(self, agent: Agent, cid: str, entry_id: str, kind: str,
                      client_id: str) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ from channels.web import STATIC, ChatSession
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 16 * 1024
-SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment")
+SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment", "delivery")
 
 
 class CitizenSockets:
@@ -471,6 +471,10 @@ class AgentSession:
             await desk.insert(agent, cid, str(f["entry_id"]), str(f.get("kind") or "item"),
                               client_id or _need())
             await self.send({"type": "ack", "client_id": client_id})
+        elif kind == "hold":  # an undelivered reply left as a 留言
+            await desk.hold(agent, cid, int(f["seq"]))
+            if client_id:
+                await self.send({"type": "ack", "client_id": client_id})
         elif kind == "note":
             await desk.note(agent, cid, str(f["text"]), client_id or _need())
             await self.send({"type": "ack", "client_id": client_id})
@@ -509,7 +513,8 @@ def _need() -> str:
 def event_frame(cid: str, e: dict[str, Any]) -> dict[str, Any]:
     """A stored event as the console sees it (everything, notes included)."""
     frm = {"user": "citizen", "bot": "bot", "agent": "agent", "mode": "system",
-           "note": "note", "rating": "system", "rating_comment": "citizen"}[e["type"]]
+           "note": "note", "rating": "system", "rating_comment": "citizen",
+           "delivery": "system"}[e["type"]]
     text = e.get("text", "")
     if e["type"] == "mode":
         text = {"WAITING_AGENT": "市民请求人工帮办", "WITH_AGENT": f"{e.get('agent', '帮办人员')}已接入",
@@ -523,7 +528,9 @@ def event_frame(cid: str, e: dict[str, Any]) -> dict[str, Any]:
     return {"type": "event", "conversation_id": cid, "seq": e["seq"], "at": e["at"],
             "kind": e["type"], "from": frm, "text": text, "card": e.get("card"),
             "buttons": e.get("buttons", []), "agent": e.get("agent"),
-            "mode": e.get("mode"), "client_id": e.get("message_id")}
+            "mode": e.get("mode"), "client_id": e.get("message_id"),
+            **({"of": e.get("of"), "ok": e.get("ok"), "held": bool(e.get("held"))}
+               if e["type"] == "delivery" else {})}
 
 
 def _origin_ok(ws: WebSocket) -> bool:

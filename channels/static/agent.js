@@ -131,6 +131,7 @@
   function addEvent(f) {
     lastSeq[f.conversation_id] = Math.max(lastSeq[f.conversation_id] || 0, f.seq);
     if (f.conversation_id !== current) return;
+    if (f.kind === "delivery" && delivery(f)) return;
     var mine = f.client_id && rowOf(String(f.client_id).split(":").pop());
     if (mine && !mine.classList.contains("failed")) mine.parentNode.removeChild(mine);
     var cls = { citizen: "citizen", bot: "bot", agent: "agent", system: "system", note: "note" }[f.from] || "system";
@@ -140,8 +141,26 @@
     if (who) b.appendChild(el("p", "who", who));
     b.appendChild(el("p", "text", f.text));
     row.appendChild(b);
+    row.setAttribute("data-seq", f.seq);
     $("log").insertBefore(row, $("log").querySelector(".row.pending"));  // unsent ones stay last
     $("log").scrollTop = $("log").scrollHeight;
+  }
+
+  // A WeChat reply that did not go out: shown on the message, with the way to leave it as a 留言.
+  function delivery(f) {
+    var row = $("log").querySelector('.row[data-seq="' + f.of + '"]');
+    if (!row) return false;  // not on screen: shown as its own line
+    var b = row.querySelector(".bubble"), old = b.querySelectorAll(".delivery");
+    for (var i = 0; i < old.length; i++) b.removeChild(old[i]);
+    var p = el("p", "status delivery" + (f.ok ? " ok" : ""), f.text);
+    b.appendChild(p);
+    row.classList.toggle("failed", !f.ok && !f.held);
+    if (!f.ok && !f.held) {
+      var btn = el("button", "btn delivery", "留作留言"); btn.type = "button";
+      btn.onclick = function () { btn.disabled = true; send({ type: "hold", conversation_id: f.conversation_id, seq: f.of, client_id: cid() }); };
+      b.appendChild(btn);
+    }
+    return true;
   }
 
   // ---- outbox ----
