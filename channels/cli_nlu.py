@@ -162,7 +162,9 @@ def cmd_eval_dialogues(args: argparse.Namespace, settings: Settings) -> int:
         from channels.app import create_app
 
         with tempfile.TemporaryDirectory() as tmp:
-            local = settings.model_copy(update={"database_url": f"sqlite:///{tmp}/eval.db"})
+            # One process playing hundreds of conversations: not a flood to be limited.
+            local = settings.model_copy(update={"database_url": f"sqlite:///{tmp}/eval.db",
+                                                "rate_limits": False})
             with TestClient(create_app(local)) as client:
                 report = evaluate(client, dialogues)
     if args.json:
