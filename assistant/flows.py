@@ -40,7 +40,7 @@ from knowledge.index import Hit
 from knowledge.schema import Bundle, ServiceItem
 from nlu.understand import Understood
 
-CLARIFY_MARGIN = 0.06  # candidates this close to the best one are offered as a choice
+CLARIFY_MARGIN = 0.03  # candidates this close to the best one are offered as a choice
 SWITCH_SCORE = 0.6  # a new item this strong changes the topic, even mid-walkthrough
 # Without a literal mention of the other item, a turn that asks a question about the
 # current one changes the topic only when retrieval is this sure.
@@ -775,6 +775,8 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
     if e is None:
         conv.stage = Stage.IDLE
         return True
+    if not cmd:
+        _situations_from_text(conv, e, text, ctx)  # "结婚了 随妈" answers two questions
     _after_situation(conv, e, ctx, out)
     return True
 

@@ -38,6 +38,8 @@ CLAUSE_SPLIT = re.compile(r"[\s、，,；;/]+|还有|以及")
 MAX_CLAUSES = 5
 PART_SCORE = 0.5  # a clause's hit counts as named when this strong
 PART_K = 3
+REPLACEMENT_WORDS = ("补领", "补发", "换领", "补换", "挂失", "遗失", "补证", "补办")
+LOSS = re.compile(r"丢|补|坏|换|挂失|找不着|找不到|遗失|被偷|磨|过期|到期")
 MATERIAL_FREE_SCORE = 0.4  # the item a material question is about, searched without it
 # A non-item act still gets items when retrieval is this sure ("社保卡丢了，转人工").
 STRONG_MATCH = 0.62
@@ -167,8 +169,11 @@ class Understanding:
                           scope: Scope | None) -> list[Hit]:
         """"去扯证 要带户口本不" asks whether to bring a 户口本, not how to replace one:
         when the best hit is about the material asked of, search again without it."""
+        top = hits[0].name
+        if not any(w in top for w in REPLACEMENT_WORDS) or LOSS.search(q):
+            return hits  # "第一次办护照 要带啥" is about the passport; "户口本丢了" too
         for said, word in self.cues.materials_named(q):
-            if word in hits[0].name or said in hits[0].name:
+            if word in top or said in top:
                 rest = q.replace(said, " ").strip()
                 again = self.search(rest, k=k, scope=scope, normalized=rest) if rest else []
                 if again and again[0].score >= MATERIAL_FREE_SCORE:
