@@ -22,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import psycopg
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "bench-password-9"
+PASSWORD = "relay-kq7Z-48x-timing"  # 12+ characters, not a common password
 
 
 def free_port() -> int:
@@ -75,8 +76,8 @@ def run(n: int, a: str, b: str) -> tuple[list[float], list[float]]:
         b + "/agent/login", method="POST",
         data=json.dumps({"username": "bench", "password": PASSWORD}).encode(),
         headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        token = json.loads(r.read())["token"]
+    with urllib.request.urlopen(req, timeout=10) as r:  # the token is in the cookie only
+        token = SimpleCookie(r.headers["Set-Cookie"])["daoban_agent"].value
     to_agent: list[float] = []
     to_citizen: list[float] = []
     with connect(a.replace("http", "ws") + "/ws/chat") as cws, connect(

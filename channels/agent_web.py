@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -54,6 +55,7 @@ from channels.web import STATIC, ChatSession
 
 log = logging.getLogger(__name__)
 MAX_FRAME = 16 * 1024
+AUTH_TTL = 2.0  # seconds a console's access to a conversation is trusted without a change
 SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment", "delivery")
 
 
@@ -284,6 +286,7 @@ class AgentSession:
         # Conversations this agent just handed on (hand-back, close, transfer): the events
         # of that action are still theirs to see, up to this sequence number.
         self._grant: dict[str, int] = {}
+        self._checked: dict[str, float] = {}  # conversation → when its access was last checked
         self.socket_id: str | None = None  # the desk's id for this socket, once counted
         self.closed = False
         self.welcomed = False
@@ -312,7 +315,7 @@ class AgentSession:
             if not self.welcomed:
                 return
             for cid in list(self.sent):
-                await self.flush(cid)  # authorises again: unwatches what is no longer ours
+                await self.flush(cid, recheck=True)  # unwatches what is no longer ours
             await self.send_lists()
 
         async def citizen(m: dict[str, Any]) -> None:
@@ -366,26 +369,36 @@ class AgentSession:
             u()
         self.sent.pop(cid, None)
         self._grant.pop(cid, None)
+        self._checked.pop(cid, None)
 
     def _lock(self, cid: str) -> asyncio.Lock:
         return self._flush_locks.setdefault(cid, asyncio.Lock())
 
-    async def flush(self, cid: str) -> None:
+    async def flush(self, cid: str, recheck: bool = False) -> None:
         """Sends what the console has not seen, authorised now: events are read first,
         then the agent's right to them (a claim by someone else in between counts), and a
         conversation that is no longer the agent's is unwatched."""
         async with self._lock(cid):
             if cid not in self.sent:
                 return
-            after, agent_id, desk = self.sent[cid], self.agent.id, self.desk
+            after, agent, desk = self.sent[cid], self.agent, self.desk
+            # Who may see a conversation changes only with a "mode" event in its log (claim,
+            # transfer, requeue, end); an account is disabled or its role changed without
+            # one, so the check is also repeated every AUTH_TTL seconds.
+            checked = self._checked.get(cid, 0.0)
+            fresh = not recheck and time.monotonic() - checked < AUTH_TTL
 
-            def read() -> tuple[list[dict[str, Any]], Agent | None]:
+            def read() -> tuple[list[dict[str, Any]], Agent | None, bool]:
                 events = desk.store.events_after(cid, after, None)
-                return events, desk.receiver(agent_id, cid)
+                if fresh and not any(e["type"] == "mode" for e in events):
+                    return events, agent, False
+                return events, desk.receiver(agent.id, cid), True
 
-            events, who = await anyio.to_thread.run_sync(read)
+            events, who, asked = await anyio.to_thread.run_sync(read)
             if who is not None:
                 self.agent = who
+                if asked:
+                    self._checked[cid] = time.monotonic()
             limit = None if who is not None else self._grant.get(cid, 0)
             for e in events:
                 if e["seq"] <= self.sent.get(cid, 0):
@@ -410,6 +423,7 @@ class AgentSession:
             await self.error("forbidden", "无权查看这个会话")
             return
         self.watch(cid, last)
+        self._checked[cid] = time.monotonic()  # a claim since then logs a "mode" event
         await self.send({"type": "context", **await self.desk.context(cid)})
         await self.flush(cid)
 
