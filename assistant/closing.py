@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from assistant import answers
 from assistant.context import Ctx, Outcome
 from assistant.model import Button, Conversation, ConversationMode, Stage
@@ -31,6 +33,23 @@ def ask_rating(conv: Conversation, out: Outcome, text: str) -> Outcome:
     conv.rating_for = conv.current
     out.say(text, RATING_BUTTONS)
     return out
+
+
+# A rating given without being asked: "5分", "给1分", "五星", "不满意 给1分".
+_UNASKED = re.compile(r"(?:给|打)?\s*([1-5一二三四五])\s*(?:分|星)")
+_CONTENT = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
+_ZH_DIGIT = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+
+
+def unasked_rating(conv: Conversation, text: str, out: Outcome) -> bool:
+    """Record a score stated in passing; False when the text states none."""
+    m = _UNASKED.search(text)
+    if m is None:
+        return False
+    d = m.group(1)
+    conv.rating_for = conv.rating_for or conv.current
+    conv.stage = Stage.RATING
+    return rating(conv, str(_ZH_DIGIT.get(d, d)), ("rate", str(_ZH_DIGIT.get(d, d))), out)
 
 
 def rating(conv: Conversation, text: str, cmd: tuple[str, str] | None, out: Outcome) -> bool:
@@ -107,6 +126,11 @@ def fallback(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcom
     # Kept for the guide's editors, who need the question, never the citizen's numbers.
     out.unanswered.append((mask(text[:1000]), mask(u.normalized[:1000]),
                            "out_of_scope" if oos else "no_match"))
+    if not _CONTENT.search(text):
+        # emoji only, "。。。": nothing to understand, and no use saying "didn't understand"
+        out.say("您发的内容我没看懂。请用文字说说您要办什么事，比如“社保卡丢了咋整”；"
+                "打字不方便也可以点下面的常见事项。", suggestion_buttons(ctx))
+        return out
     cur = ctx.guide.entry(conv.current) if conv.current else None
     if cur is not None and question:
         # A question about the current item that the guide does not answer ("利息咋算"):

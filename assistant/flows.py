@@ -45,6 +45,8 @@ SWITCH_SCORE = 0.6  # a new item this strong changes the topic, even mid-walkthr
 # Without a literal mention of the other item, a turn that asks a question about the
 # current one changes the topic only when retrieval is this sure.
 SWITCH_UNNAMED = 0.78
+VAGUE_MARGIN = 0.12  # a vague opener: more of the domain's items are offered
+VAGUE_LENGTH = 12
 OPENER_CONFIDENCE = 0.2  # an opener carrying a question may use weaker candidates
 VARIANT_MARGIN = 0.15  # candidates this close may be chosen by a remembered fact
 
@@ -127,6 +129,8 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         return
     if conv.stage in (Stage.RATING, Stage.COMMENT):
         conv.stage = Stage.IDLE
+    if not cmd and not u.hits and not u.topics and closing.unasked_rating(conv, text, out):
+        return  # "不满意 给1分" without being asked
     answered = (
         (conv.stage is Stage.CLARIFY and _clarify_answer(conv, text, cmd, u, ctx, out))
         or (conv.stage is Stage.SITUATION and _situation_answer(conv, text, cmd, u, ctx, out))
@@ -163,8 +167,10 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # 3.–4. A new item, or a choice among close ones.
     hits = u.hits
-    if not hits and u.candidates and (u.topics or intent in FOLLOW_UPS or intent == "ask_item") \
-            and u.confidence >= OPENER_CONFIDENCE and cur is None:
+    vague = _vague(u, ctx)
+    if not hits and u.candidates and cur is None and (
+            vague or ((u.topics or intent in FOLLOW_UPS or intent == "ask_item")
+                      and u.confidence >= OPENER_CONFIDENCE)):
         hits = u.candidates  # an opener with a question: "下个月登记结婚 户口本还要带吗"
     if hits:
         conv.misses = 0
@@ -180,6 +186,11 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         return
     # 5.
     closing.fallback(conv, text, u, ctx, out, question=_asks(u))
+
+
+def _vague(u: Understood, ctx: Ctx) -> bool:
+    """"户口的事", "医保的事咨询下": a domain named, no item: offer a choice."""
+    return len(u.normalized) <= VAGUE_LENGTH and ctx.cues.act("vague", u.normalized)
 
 
 def _asks(u: Understood) -> bool:
@@ -398,7 +409,8 @@ def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Ou
     if chosen is None:
         near = [h.id for h in hits if h.score >= top.score - VARIANT_MARGIN]
         chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
-    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN
+    margin = VAGUE_MARGIN if _vague(u, ctx) else CLARIFY_MARGIN
+    close = [h for h in hits[:5] if h.score >= top.score - margin
              # a member's own 一件事 is offered beside it ("还可以一起办"), not as a choice
              and not (h.kind == "bundle" and top.id in ctx.bundle_members(h.id))]
     if chosen is None:
@@ -461,7 +473,8 @@ def _bundle_or_member(hits: list[Hit], u: Understood, ctx: Ctx, *, together: boo
     → the bundle; one member named → that member (the bundle is offered beside it)."""
     text = u.normalized
     top = hits[0]
-    close = [h for h in hits[:5] if h.score >= top.score - CLARIFY_MARGIN]
+    margin = VAGUE_MARGIN if _vague(u, ctx) else CLARIFY_MARGIN
+    close = [h for h in hits[:5] if h.score >= top.score - margin]
     bundles: list[str] = []
     for h in [*close, *(h for part in u.parts for h in part)]:
         for b in ([h.id] if h.kind == "bundle" else ctx.bundles_of.get(h.id, [])):
@@ -879,7 +892,7 @@ def _waiting(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Unde
         if question:
             out.say("好的，已取消人工排队，我先来回答您：")
             _turn(conv, text, None, u, ctx, out)
-        else:
+        elif cmd or not closing.unasked_rating(conv, text, out):  # "不用人工了 5分"
             out.say("好的，已回到导办助手，不再排队。请说说您要办的事。")
         return
     closing.note_for_agent(text, out)
