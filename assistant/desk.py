@@ -536,12 +536,24 @@ class AgentDesk:
             if not (agent.sees_all or agent.serves(h.department)):
                 continue
             e = self.assistant.guide.entry(h.entry_id) if h.entry_id else None
+            # Queued again (a transfer, a lost agent): that reason, and the wait since then.
+            again = h.queued_at > h.requested_at  # both set at once by the first request
             out.append({"conversation_id": h.conversation_id, "handoff_id": h.id,
-                        "reason": h.reason, "department": h.department,
+                        "reason": (again and self._requeued_why(h.conversation_id)) or h.reason,
+                        "department": h.department,
                         "item": None if e is None else e.name, "channel": h.channel,
-                        "waiting_seconds": int((now - h.requested_at).total_seconds()),
+                        "waiting_seconds": int((now - h.queued_at).total_seconds()),
+                        "total_seconds": int((now - h.requested_at).total_seconds()),
                         "citizen_online": self.citizens.get(h.conversation_id)})
         return out
+
+    def _requeued_why(self, cid: str) -> str | None:
+        """The reason of the conversation's latest return to the queue (its mode event)."""
+        recent = self.store.events_after(cid, max(0, self.store.last_seq(cid) - 50), ("mode",))
+        for e in reversed(recent):
+            if e.get("mode") == ConversationMode.WAITING_AGENT:
+                return str(e.get("reason") or "") or None
+        return None
 
     async def queue_view(self, agent: Agent) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._run(self._queue_sync, agent)

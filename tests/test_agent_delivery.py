@@ -14,7 +14,7 @@ from assistant.agents import migrate as migrate_agents
 from assistant.bus import LocalBus
 from assistant.desk import AgentDesk, Conflict
 from assistant.model import Reply, UserMessage
-from channels.agent_web import event_frame
+from channels.agent_session import event_frame
 from tests.consoles import PASSWORD
 from tests.harness import make_assistant
 

@@ -83,7 +83,8 @@
     lists.queue.forEach(function (it) {
       var d = el("div", "item");
       d.appendChild(el("div", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
-      d.appendChild(el("div", "meta", "等待 " + mins(it.waiting_seconds) + " · " + (REASONS[it.reason] || it.reason) +
+      d.appendChild(el("div", "meta", "等待 " + mins(it.waiting_seconds) +
+        (it.total_seconds > it.waiting_seconds + 5 ? "（共 " + mins(it.total_seconds) + "）" : "") + " · " + (REASONS[it.reason] || it.reason) +
         " · " + it.channel + (it.citizen_online === false ? " · 市民已离开" : "")));
       var b = el("button", "btn primary", "接入"); b.type = "button";
       b.onclick = function () { send({ type: "claim", conversation_id: it.conversation_id }); };
