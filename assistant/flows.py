@@ -148,10 +148,15 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # 2. A follow-up on the current item.
     cur = _entry(ctx, conv)
-    if cur is not None and not _names_other(conv, u, ctx) \
-            and _follow_up(conv, cur, u, ctx, out, learned):
-        conv.misses = 0
-        return
+    if cur is not None and not _names_other(conv, u, ctx):
+        if _follow_up(conv, cur, u, ctx, out, learned):
+            conv.misses = 0
+            return
+        if _asks(u) and not (u.hits and u.hits[0].score >= SWITCH_SCORE):
+            # "单位给办不" on 退休一件事: about the current item, though the guide does not
+            # say; a weak match elsewhere is not a reason to change the subject
+            closing.fallback(conv, text, u, ctx, out, question=True)
+            return
 
     # Small talk.
     if not u.hits:
