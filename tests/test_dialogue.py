@@ -98,6 +98,40 @@ def test_one_member_gets_the_member_several_get_the_bundle(client: TestClient) -
         {"user": "孩子出生了 上户口和办医保能一起办不", "item": "newborn-bundle"})
 
 
+def test_listing_members_gets_the_bundle_naming_one_gets_it(client: TestClient) -> None:
+    # several members of one 一件事 listed clause by clause, none named in full
+    run(client,
+        {"user": "想开个小饭馆 执照 食品许可证 消防 招牌都得办吧", "item": "restaurant-bundle"})
+    # the member named, its 一件事 close behind: the member, not a choice between them
+    run(client, {"user": "生完孩子了 生育津贴咋领", "item": "maternity-allowance"})
+    # "everything to do" about a life event
+    run(client, {"user": "下个月到岁数了 退休都要办啥", "item": "retirement-bundle"})
+
+
+def test_a_material_asked_about_is_not_the_errand(client: TestClient) -> None:
+    run(client,
+        {"user": "想跟对象去扯证 要带户口本不", "item": "marriage-registration",
+         "must_not": ["户口簿补领"]})
+    run(client, {"user": "户口本丢了咋补", "item": "hukou-book-replacement"})
+
+
+def test_weak_matches_elsewhere_do_not_change_the_subject(client: TestClient) -> None:
+    run(client,
+        {"user": "创业担保贷款咋申请", "item": "rs-startup-guarantee-loan"},
+        {"user": "利息咋算", "item": "rs-startup-guarantee-loan",
+         "must": [["没有写明", "贴息", "利息"]]})
+
+
+def test_vague_openers_and_unasked_ratings(client: TestClient) -> None:
+    run(client, {"user": "户口的事", "must": ["哪一项", "出生登记"]})
+    run(client,
+        {"user": "社保卡丢了咋整", "item": "social-security-card-replace"},
+        {"user": "行了 不满意 给1分", "must": ["谢谢您的评价：非常不满意"]})
+    run(client,
+        {"user": "转人工", "mode": "WAITING_AGENT"},
+        {"user": "不用人工了 5分", "mode": "BOT", "must": ["谢谢您的评价：非常满意"]})
+
+
 def test_checklist_agrees_with_the_card(client: TestClient) -> None:
     run(client,
         {"user": "户口迁过来 在这边买了房", "any_item": ["hukou-move-in"]},
@@ -121,7 +155,7 @@ def test_questions_while_queued_and_after_a_rating(client: TestClient) -> None:
 def test_bad_input_keeps_the_conversation(client: TestClient) -> None:
     run(client,
         {"user": "社保卡丢了咋整", "item": "social-security-card-replace"},
-        {"user": "😀😀😀", "fallback_ok": True, "item": "social-security-card-replace"},
+        {"user": "😀😀😀", "item": "social-security-card-replace", "must": ["没看懂", "用文字"]},
         {"user": "啊" * 2000, "fallback_ok": True, "must": ["太长"]},
         {"user": "/pick:no-such-item", "fallback_ok": True, "must": ["失效"]},
         {"user": "要带啥", "item": "social-security-card-replace", "must": ["身份证"]})
