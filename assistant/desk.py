@@ -499,10 +499,14 @@ class AgentDesk:
                     await self._back_to_queue(h.conversation_id, "agent_lost", AGENT_LOST)
             await self._run(self.agents.mark_offline, a.id)
             await self.bus.publish(QUEUE, {"agent": a.id})
-        for h in await self._run(self.agents.queue):
-            if overdue(h, now, self.wait_limit) and await self._run(self.agents.mark_overdue,
-                                                                    h.id):
-                await self._tell(h.conversation_id, OVERDUE)
+        queue: list[Handoff] = await self._run(self.agents.queue)
+        late = [h for h in queue if overdue(h, now, self.wait_limit)]
+        everyone: list[Agent] = await self._run(self.agents.all) if late else []
+        for h in late:
+            if await self._run(self.agents.mark_overdue, h.id):
+                # "All busy" only when someone who could take it is on duty.
+                busy = anyone_online(everyone, h.department)
+                await self._tell(h.conversation_id, OVERDUE if busy else NOBODY)
         for cid in await self._run(self.agents.stranded, now - timedelta(seconds=10)):
             if await self._run(self._requeue_stranded, cid):
                 log.warning("conversation %s was waiting for an agent without a queue entry "

@@ -71,7 +71,7 @@ def test_console_close_shows_the_citizen_page_a_line(server: str) -> None:
         try:
             citizen = b.new_context(locale="zh-CN").new_page()  # own storage: two people
             citizen.goto(server + "/")
-            citizen.wait_for_function("window.daoban && window.daoban.state().connected")
+            citizen.wait_for_function("() => window.daoban && window.daoban.state().connected")
             for text in ("社保卡丢了咋整", "转人工"):
                 citizen.fill("#msg", text)
                 citizen.keyboard.press("Enter")

@@ -56,3 +56,15 @@ async def test_queue_shows_the_latest_reason_and_both_waits(desk: AgentDesk) -> 
     (lost,) = await desk.queue_view(desk.agents.get(agent.id) or agent)
     assert lost["reason"] == "agent_lost" and lost["total_seconds"] > 3600 - 60
     assert timedelta(seconds=lost["waiting_seconds"]) < timedelta(minutes=1)
+
+
+async def test_overdue_with_nobody_on_duty_is_not_told_all_busy(desk: AgentDesk) -> None:
+    from assistant.desk import NOBODY, OVERDUE
+
+    for text in ("社保卡丢了咋整", "转人工"):
+        await desk.assistant.handle(UserMessage("q2", text, channel="web"), create=True)
+    desk.wait_limit = timedelta(seconds=0)
+    await desk.sweep()
+    told = [e.get("text") for e in desk.store.events("q2") if e["type"] == "bot"]
+    assert OVERDUE not in told
+    assert told.count(NOBODY) == 2  # at the request, and again when the wait ran out
