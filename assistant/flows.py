@@ -289,12 +289,12 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
         return True
     if learned:
         line = f"好的，记下了：{'、'.join(learned)}。"
-        nxt = _next_situation(conv, e, ctx)
-        if conv.walk is None and nxt is None:
-            out.say(line + f"“{e.name}”还想了解什么？可以问：要带啥、在哪办、多久好、能代办吗。",
-                    CARD_BUTTONS)
+        if conv.walk is None or conv.walk.done:
+            # "我自己去", "房子是租的": what that means for the citizen is what to bring
+            out.say(line + "按您的情况，要准备的材料如下：")
+            _materials_list(conv, e, ctx, out)
         else:
-            out.say(line, (Button("查看材料", "/materials"), Button("逐项核对材料", "/walk")))
+            out.say(line, (Button("继续核对", "/walk"),))
         return True
     return False
 
