@@ -37,6 +37,7 @@ def ask_rating(conv: Conversation, out: Outcome, text: str) -> Outcome:
 
 # A rating given without being asked: "5分", "给1分", "五星", "不满意 给1分".
 _UNASKED = re.compile(r"(?:给|打)?\s*([1-5一二三四五])\s*(?:分|星)")
+_ASKS = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|(不|没)$")
 _CONTENT = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
 _ZH_DIGIT = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
@@ -135,7 +136,8 @@ def fallback(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcom
     if cur is not None and question:
         # A question about the current item that the guide does not answer ("利息咋算"):
         # say so plainly and where to ask, never "didn't understand".
-        out.say(f"关于“{cur.name}”，您问的这一点指南里没有写明。{answers.where_to_ask(cur)}",
+        what = "您问的这一点" if _ASKS.search(text) else "您说的这种情况"
+        out.say(f"关于“{cur.name}”，{what}指南里没有写明。{answers.where_to_ask(cur)}",
                 (Button("转人工", "/human"), *CARD_BUTTONS[:2]))
         return out
     back = (f"如果还是问“{cur.name}”，可以直接问：要带啥、在哪办、多久好、能代办吗。"

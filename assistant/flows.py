@@ -55,6 +55,8 @@ INTENT_TOPIC = {"ask_time": "time", "ask_fee": "fee", "ask_location": "location"
                 "ask_online": "online", "ask_conditions": "conditions",
                 "ask_materials": "materials"}
 FOLLOW_UPS = set(INTENT_TOPIC)
+SMALL_TALK = {"greet", "thanks", "goodbye", "affirm", "deny", "dont_know", "choose",
+              "request_human", "complain"}
 # A comment ("窗口排队时间有点长") names things too; a question asks ("社保卡丢了咋整").
 _QUESTION = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|能否|要不要"
                        r"|(能|行|可以|要|用|得|有)(不|没)$")
@@ -152,7 +154,7 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         if _follow_up(conv, cur, u, ctx, out, learned):
             conv.misses = 0
             return
-        if _asks(u) and not (u.hits and u.hits[0].score >= SWITCH_SCORE):
+        if (_asks(u) or _about_it(u)) and not (u.hits and u.hits[0].score >= SWITCH_SCORE):
             # "单位给办不" on 退休一件事: about the current item, though the guide does not
             # say; a weak match elsewhere is not a reason to change the subject
             closing.fallback(conv, text, u, ctx, out, question=True)
@@ -196,6 +198,13 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 def _vague(u: Understood, ctx: Ctx) -> bool:
     """"户口的事", "医保的事咨询下": a domain named, no item: offer a choice."""
     return len(u.normalized) <= VAGUE_LENGTH and ctx.cues.act("vague", u.normalized)
+
+
+def _about_it(u: Understood) -> bool:
+    """A statement about the citizen's case ("孩子才8岁", "他卧床了 下不了地"), not small
+    talk: read as a question about the current item."""
+    return len(u.normalized) >= 4 and u.intent.intent not in SMALL_TALK \
+        and bool(re.search(r"[\u4e00-\u9fff]", u.normalized))
 
 
 def _asks(u: Understood) -> bool:
