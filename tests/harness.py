@@ -56,6 +56,26 @@ def rest_client(folder: Path, name: str, **options: Any) -> Iterator[TestClient]
         yield c
 
 
+def doorplate_app(folder: Path, name: str, keys: str, **options: Any) -> tuple[Any, Any]:
+    """The real app with door-signs (signed with ``keys``) over SQLite in ``folder``:
+    (the ASGI app, its ``Doorplates``)."""
+    from channels.app import Services, create_app
+    from channels.doorplate_web import doorplate_locator
+    from channels.settings import Settings
+    from doorplate.service import open_doorplates
+    from doorplate.tokens import Keyring
+
+    settings = Settings(database_url=f"sqlite:///{folder / (name + '.db')}",
+                        index_dir=folder / "idx", doorplate_keys=keys, **options)
+    guide, und = shared_understanding(settings.index_dir)
+    engine = make_engine(settings.database_url)
+    migrate_conversations(engine)
+    dp = open_doorplates(engine, Keyring.parse(keys))
+    assistant = Assistant(guide, und, SqlConversationStore(engine),
+                          places=doorplate_locator(dp, guide), place_log=dp)
+    return create_app(settings, Services(settings, assistant, "t", doorplates=dp)), dp
+
+
 def rest_conversation(client: TestClient) -> tuple[str, dict[str, str]]:
     """``POST /api/v1/conversations``: the new id and the headers that open it (its token)."""
     r = client.post("/api/v1/conversations")

@@ -24,11 +24,6 @@ from assistant.agents import Role
 from assistant.core import Assistant
 from assistant.desk import AgentDesk
 from assistant.model import UserMessage
-from assistant.store import SqlConversationStore
-from assistant.store import migrate as migrate_conversations
-from channels.app import Services, create_app
-from channels.doorplate_web import doorplate_locator
-from channels.settings import Settings
 from channels.staff import safe_next
 from doorplate import jurisdiction, qr, tokens
 from doorplate.places import BUNDLED, PlacesInvalid, export, load, parse
@@ -44,7 +39,7 @@ from doorplate.tokens import (
 from knowledge.db import make_engine
 from knowledge.validate import GuideBase, load_guide
 from tests.consoles import PASSWORD
-from tests.harness import shared_understanding
+from tests.harness import doorplate_app
 from tests.servers import add_agent, daoban_server, launch_chromium, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,15 +354,7 @@ def test_cli_qr_sheet_revoke_stats(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Doorplates]]:
     d = tmp_path_factory.mktemp("doorplate")
-    settings = Settings(database_url=f"sqlite:///{d / 'dp.db'}", index_dir=d / "idx",
-                        doorplate_keys=K1)
-    guide, und = shared_understanding(settings.index_dir)
-    engine = make_engine(settings.database_url)
-    migrate_conversations(engine)
-    dp = open_doorplates(engine, Keyring.parse(K1))
-    assistant = Assistant(guide, und, SqlConversationStore(engine),
-                          places=doorplate_locator(dp, guide), place_log=dp)
-    app = create_app(settings, Services(settings, assistant, "t", doorplates=dp))
+    app, dp = doorplate_app(d, "dp", K1)
     with TestClient(app) as c:
         staff = _desk(c).agents
         staff.add("wang", PASSWORD, display_name="王帮办", skills=("公安",))

@@ -22,19 +22,15 @@ from assistant.agents import migrate as migrate_agents
 from assistant.core import Assistant
 from assistant.desk import AgentDesk
 from assistant.model import UserMessage
-from assistant.store import SqlConversationStore
-from assistant.store import migrate as migrate_conversations
 from channels.app import Services, create_app
 from channels.cli import main as cli_main
-from channels.doorplate_web import doorplate_locator
 from channels.settings import Settings
 from channels.wechat_store import SqlWeChatUsers
-from doorplate.service import Doorplates, open_doorplates
-from doorplate.tokens import Keyring
+from doorplate.service import Doorplates
 from knowledge.db import make_engine
 from nlu.pii import mask
 from tests.consoles import PASSWORD
-from tests.harness import make_assistant, rest_client, shared_understanding
+from tests.harness import doorplate_app, make_assistant, rest_client
 
 KEYS = "k1:privacy-test-secret-0123456789"
 ID = "230102199001011234"  # a made-up number in the 18-character format (示例)
@@ -66,15 +62,7 @@ def test_mask_keeps_other_numbers(keep: str) -> None:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Doorplates]]:
     d = tmp_path_factory.mktemp("privacy")
-    settings = Settings(database_url=f"sqlite:///{d / 'p.db'}", index_dir=d / "idx",
-                        doorplate_keys=KEYS)
-    guide, und = shared_understanding(settings.index_dir)
-    engine = make_engine(settings.database_url)
-    migrate_conversations(engine)
-    dp = open_doorplates(engine, Keyring.parse(KEYS))
-    assistant = Assistant(guide, und, SqlConversationStore(engine),
-                          places=doorplate_locator(dp, guide), place_log=dp)
-    app = create_app(settings, Services(settings, assistant, "t", doorplates=dp))
+    app, dp = doorplate_app(d, "p", KEYS)
     with TestClient(app) as c:
         desk: AgentDesk = c.app.state.desk  # type: ignore[attr-defined]
         desk.agents.add("boss", PASSWORD, display_name="李值班长", role=Role.SUPERVISOR)

@@ -22,16 +22,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from assistant.agents import Role
 from assistant.core import Assistant
-from assistant.store import SqlConversationStore
-from assistant.store import migrate as migrate_conversations
-from channels.app import Services, create_app
-from channels.doorplate_web import doorplate_locator
-from channels.settings import Settings
-from doorplate.service import Doorplates, open_doorplates
-from doorplate.tokens import Keyring
-from knowledge.db import make_engine
+from doorplate.service import Doorplates
 from tests.consoles import PASSWORD
-from tests.harness import shared_understanding
+from tests.harness import doorplate_app
 
 API_TOKEN = "server-api-token-0123456789abcdef"
 KEYS = "k1:first-secret-0123456789"
@@ -39,15 +32,7 @@ ID_NUMBER = "230102199001011234"  # 示例 (a made-up number in the documented f
 
 
 def _app(folder: Path, **options: Any) -> tuple[TestClient, Doorplates]:
-    settings = Settings(database_url=f"sqlite:///{folder / 'sec.db'}", index_dir=folder / "idx",
-                        doorplate_keys=KEYS, **options)
-    guide, und = shared_understanding(settings.index_dir)
-    engine = make_engine(settings.database_url)
-    migrate_conversations(engine)
-    dp = open_doorplates(engine, Keyring.parse(KEYS))
-    assistant = Assistant(guide, und, SqlConversationStore(engine),
-                          places=doorplate_locator(dp, guide), place_log=dp)
-    app = create_app(settings, Services(settings, assistant, "t", doorplates=dp))
+    app, dp = doorplate_app(folder, "sec", KEYS, **options)
     return TestClient(app, raise_server_exceptions=False), dp
 
 
