@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+import redis.exceptions
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, Response
+from sqlalchemy import exc as sa
 
 from assistant.core import Assistant, MessageRejected
 from assistant.model import ConversationMode, UserMessage
@@ -35,6 +37,9 @@ MAX_FRAME = 8 * 1024  # bytes
 CONN_RATE = (20, 10.0)  # messages per seconds, per connection
 IP_RATE = (60, 10.0)  # per client address
 PING_EVERY = 20.0
+RETRY_AFTER = 2  # seconds: when the page should re-send a message that met an outage
+RETRY_MAX = 30
+UNAVAILABLE = "系统暂时繁忙，消息还没有发出，稍后会自动重发。"
 SHOWN = ("user", "bot", "agent", "mode")
 # The page's line for each change of hands. Every mode needs one: a mode missing here
 # reached the page as an empty system line (CLOSED did, when an agent closed a handoff).
@@ -98,6 +103,22 @@ class RateLimiter:
                 del self._hits[k]
 
 
+def transient(exc: BaseException) -> bool:
+    """A failure that passes by itself — the database, the event bus or a timeout away
+    for a while — so the page should re-send the message later. Anything else is a bug or
+    bad data, and re-sending would only fail again."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError,
+                             TimeoutError, ConnectionError, redis.exceptions.ConnectionError,
+                             redis.exceptions.TimeoutError)):
+            return True
+        if isinstance(seen, sa.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def frame_of(event: dict[str, Any]) -> dict[str, Any]:
     """A stored event as the page sees it."""
     base = {"type": "message", "seq": event["seq"], "at": event["at"],
@@ -143,6 +164,7 @@ class ChatSession:
         self.resolve_place = resolve_place  # door-sign token → place id, None if invalid
         self._send_lock = asyncio.Lock()
         self.citizens: CitizenWatch | None = None
+        self.catch_up: asyncio.Task[None] | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -150,6 +172,35 @@ class ChatSession:
 
     async def error(self, code: str, message: str) -> None:
         await self.send({"type": "error", "code": code, "message": message})
+
+    async def unavailable(self, frame: dict[str, Any], exc: BaseException) -> None:
+        """A frame that met an outage. Nothing of a message is stored then (its save is
+        one transaction), so the page keeps it pending and re-sends it with the same
+        client id; one that was stored after all is acknowledged and processed once."""
+        log.warning("web chat: the database or event bus is unavailable (conversation %s): %s",
+                    self.cid or "-", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        client_id = frame.get("client_id") if frame.get("type") == "message" else None
+        await self.send({"type": "error", "code": "unavailable", "retryable": True,
+                         "client_id": client_id if isinstance(client_id, str) else None,
+                         "retry_after": RETRY_AFTER, "message": UNAVAILABLE})
+        if frame.get("type") == "hello":
+            self.cid = ""  # no welcome, no conversation: the page says hello again
+        elif self.cid and (self.catch_up is None or self.catch_up.done()):
+            self.catch_up = asyncio.create_task(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        """After an outage, sends what this connection has not passed yet (replies stored
+        just before a read failed, an agent's message) even if the citizen sends nothing."""
+        delay: float = RETRY_AFTER
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.flush()
+                return
+            except Exception as exc:
+                if not transient(exc):
+                    return  # the socket is gone, or a bug the next frame will report
+                delay = min(RETRY_MAX, delay * 2)
 
     async def flush(self) -> None:
         """Send every stored message after the last event this connection has passed."""
@@ -259,7 +310,10 @@ class ChatSession:
                 await self.dispatch(frame)
             except WebSocketDisconnect:
                 raise
-            except Exception:
+            except Exception as exc:
+                if transient(exc):
+                    await self.unavailable(frame, exc)
+                    continue
                 # One bad message never kills the connection: logged, the user is told.
                 log.exception("web chat frame failed (conversation %s)", self.cid or "-")
                 await self.error("internal", "处理消息时出了点问题，请稍后再试或拨打 12345。")
@@ -319,9 +373,11 @@ async def _serve(ws: WebSocket, services: Any) -> None:
             await session.error("internal", "服务出了点问题，正在重新连接……")
             await ws.close(code=1011)
     finally:
-        pinger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pinger
+        for task in (pinger, session.catch_up):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if session.citizens is not None:
             await session.citizens.leave(session)
 

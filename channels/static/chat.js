@@ -10,6 +10,7 @@
   var DEAD_MS = 50000;          // no frame at all for this long: treat the socket as dead
   var BACKOFF_MIN = 500;
   var BACKOFF_MAX = 5000;
+  var RESEND_MAX_S = 30;        // longest wait before re-sending a message that met an outage
   var MAX_TEXT = 1000;
   var RATINGS = { '/rate:5': '非常满意', '/rate:4': '满意', '/rate:3': '一般', '/rate:2': '不满意', '/rate:1': '非常不满意' };
   var ERRORS = {
@@ -18,7 +19,8 @@
     too_long: '消息太长了，请控制在1000字以内。',
     empty: '请先输入内容再发送。',
     bad_frame: '消息格式不对，请刷新页面后重试。',
-    internal: '系统开小差了，请稍后再试，或拨打12345。'
+    internal: '系统开小差了，请稍后再试，或拨打12345。',
+    unavailable: '系统暂时繁忙，消息还没有发出，稍后会自动重发。'
   };
 
   // ---- storage (may be unavailable: private mode, blocked third-party storage in the widget) ----
@@ -65,6 +67,12 @@
   var reconnectTimer = null;
   var ackTimer = null;
   var retryTimer = null;
+  // Messages the server refused as retryable (an outage): client_id -> true, re-sent together
+  // by resendTimer with back-off (retry_after, doubled on each failed round, ≤ RESEND_MAX_S).
+  var failed = {};
+  var resendTimer = null;
+  var resendRound = 0;
+  var outageNoticed = false;     // one notice per outage, not one per message
   var lastFrameAt = 0;
 
   // ---- DOM ----
@@ -442,13 +450,46 @@
     if (st) st.parentNode.removeChild(st);
   }
 
+  function setStatus(clientId, text) {
+    var row = logEl.querySelector('.row.pending[data-client-id="' + cssEscape(clientId) + '"]');
+    var st = row && row.querySelector('.status');
+    if (st) st.textContent = text;
+  }
+
   function transmit(o) {
+    if (failed[o.client_id]) { delete failed[o.client_id]; setStatus(o.client_id, '发送中…'); }
     return raw({ type: 'message', client_id: o.client_id, text: o.text });
   }
 
   function flushOutbox() {
     if (!connected) return;
     outbox.forEach(transmit);
+  }
+
+  // The server could not take a message for now (its database or event bus is away) and
+  // stored nothing of it: keep it pending and send it again on this socket, same client_id
+  // (the server answers a repeat once), without waiting for a reconnect.
+  function retryLater(f) {
+    if (!connected) {              // the hello itself met the outage: start the socket again
+      if (sock) { try { sock.close(); } catch (e) { /* closing */ } }
+      return;
+    }
+    var pending = outbox.some(function (o) { return o.client_id === f.client_id; });
+    if (!pending) return;          // already acknowledged, or not one of ours
+    failed[f.client_id] = true;
+    setStatus(f.client_id, '未发送，稍后自动重发');
+    if (!outageNoticed) { outageNoticed = true; notice(f.message || ERRORS.unavailable); }
+    if (resendTimer) return;
+    var first = Math.max(1, Number(f.retry_after) || 2);
+    var wait = Math.min(RESEND_MAX_S, first * Math.pow(2, resendRound));
+    resendRound += 1;
+    resendTimer = setTimeout(resendFailed, wait * 1000);
+  }
+
+  function resendFailed() {
+    resendTimer = null;
+    if (!connected) return;        // the welcome re-sends the whole outbox
+    outbox.forEach(function (o) { if (failed[o.client_id]) transmit(o); });
   }
 
   // Public entry: send text (a typed message or a button payload) and show `title`.
@@ -516,6 +557,9 @@
       case 'ack':
         if (!f.client_id) return;
         dropFromOutbox(f.client_id);
+        delete failed[f.client_id];
+        resendRound = 0;           // the server takes messages again
+        outageNoticed = false;
         if (f.rejected) {
           var row = logEl.querySelector('.row.pending[data-client-id="' + cssEscape(f.client_id) + '"]');
           if (row) row.parentNode.removeChild(row);
@@ -524,6 +568,7 @@
         }
         break;
       case 'error':
+        if (f.retryable === true) { retryLater(f); break; }
         notice(f.message || ERRORS[f.code] || '出错了，请稍后再试。');
         if (f.code === 'rate_limited' && outbox.length && !retryTimer) {
           retryTimer = setTimeout(function () { retryTimer = null; flushOutbox(); }, 4000);
@@ -644,7 +689,9 @@
       setConn('lost');
       scheduleReconnect();
     },
-    state: function () { return { cid: cid, lastSeq: lastSeq, connected: connected, pending: outbox.length }; }
+    state: function () {
+      return { cid: cid, lastSeq: lastSeq, connected: connected, pending: outbox.length, retrying: Object.keys(failed).length };
+    }
   };
 
   init();
