@@ -4,7 +4,9 @@
 mutates only the conversation it is given (the caller saves it). Understanding (NLU +
 retrieval + question types + stated facts) happens before the step.
 
-A turn is interpreted in a fixed order (docs/dialogue.md):
+Which item a set of hits means is decided in ``assistant/choose.py``; the 办事情形 questions
+live in ``assistant/situations.py``. A turn is interpreted in a fixed order
+(docs/dialogue.md):
 1. the answer to the question the bot asked (rating, comment, clarification, 办事情形,
    material check) — unless it is plainly a new question;
 2. a follow-up on the current item — a turn that does not strongly name another item is
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from assistant import answers, closing, walk
+from assistant import answers, choose, closing, situations, walk
 from assistant import checklist as checklists
 from assistant.context import BRACKET, Ctx, Outcome, PlaceAware, family_key
 from assistant.model import Button, Conversation, ConversationMode, Stage
@@ -40,15 +42,11 @@ from knowledge.index import Hit
 from knowledge.schema import Bundle, ServiceItem
 from nlu.understand import Understood
 
-CLARIFY_MARGIN = 0.03  # candidates this close to the best one are offered as a choice
 SWITCH_SCORE = 0.6  # a new item this strong changes the topic, even mid-walkthrough
 # Without a literal mention of the other item, a turn that asks a question about the
 # current one changes the topic only when retrieval is this sure.
 SWITCH_UNNAMED = 0.78
-VAGUE_MARGIN = 0.12  # a vague opener: more of the domain's items are offered
-VAGUE_LENGTH = 12
 OPENER_CONFIDENCE = 0.2  # an opener carrying a question may use weaker candidates
-VARIANT_MARGIN = 0.15  # candidates this close may be chosen by a remembered fact
 
 # Intent model labels that ask about an item, as question types.
 INTENT_TOPIC = {"ask_time": "time", "ask_fee": "fee", "ask_location": "location",
@@ -174,7 +172,7 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # 3.–4. A new item, or a choice among close ones.
     hits = u.hits
-    vague = _vague(u, ctx)
+    vague = choose.vague(u, ctx)
     if not hits and u.candidates and cur is None and (
             vague or ((u.topics or intent in FOLLOW_UPS or intent == "ask_item")
                       and u.confidence >= OPENER_CONFIDENCE)):
@@ -193,11 +191,6 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         return
     # 5.
     closing.fallback(conv, text, u, ctx, out, question=_asks(u))
-
-
-def _vague(u: Understood, ctx: Ctx) -> bool:
-    """"户口的事", "医保的事咨询下": a domain named, no item: offer a choice."""
-    return len(u.normalized) <= VAGUE_LENGTH and ctx.cues.act("vague", u.normalized)
 
 
 def _about_it(u: Understood) -> bool:
@@ -348,9 +341,9 @@ def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
 def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     """The whole list at once (what depends on the citizen's situation is marked), then
     the first open 办事情形 question, whose answer narrows it."""
-    nxt = _next_situation(conv, e, ctx)
-    while nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-        nxt = _next_situation(conv, e, ctx)
+    nxt = situations.next_situation(conv, e, ctx)
+    while nxt is not None and situations.answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+        nxt = situations.next_situation(conv, e, ctx)
     mats = applicable(ctx.guide, e, conv.situations)
     lines = [f"“{e.name}”需要{len(mats)}项材料："]
     if isinstance(e, Bundle):  # grouped by member item; a shared material under its first
@@ -374,14 +367,14 @@ def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> Non
     if nxt is not None:
         out.say("标“特定情形需要”的，要看您的具体情况：")
         conv.after_situation = "list"
-        _ask_situation(conv, nxt[0], nxt[1], out)
+        situations.ask(conv, nxt[0], nxt[1], out)
 
 
 def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> bool:
     """A stated fact that picks a sibling variant ("我是外地户口" on 入学 → 随迁子女入学)."""
     siblings = [s for s in ctx.family(e.id) if s != e.id]
-    siblings += [i for i in _related(e, ctx) if i not in siblings and i != e.id]
-    chosen = _variant_by_slots(conv, [e.id, *siblings], ctx)
+    siblings += [i for i in choose.related(e, ctx) if i not in siblings and i != e.id]
+    chosen = choose.variant_by_slots(conv, [e.id, *siblings], ctx)
     if chosen is None or chosen == e.id:
         return False
     other = ctx.guide.entry(chosen)
@@ -391,132 +384,38 @@ def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> boo
     return True
 
 
-def _related(e: Entry, ctx: Ctx) -> list[str]:
-    """Items of the same bundles: where variants of one life event live."""
-    out: list[str] = []
-    for b in ctx.bundles_of.get(e.id, []):
-        bundle = ctx.guide.bundles.get(b)
-        if bundle is not None:
-            out.extend(bundle.members)
-    return out
-
-
-def _variant_by_slots(conv: Conversation, ids: list[str], ctx: Ctx) -> str | None:
-    if not conv.slots:
-        return None
-    matched = []
-    for eid in ids:
-        terms = " ".join(ctx.terms.get(eid, []))
-        if any(w in terms for (slot, value), words in ctx.cues.variants.items()
-               if conv.slots.get(slot) == value for w in words):
-            matched.append(eid)
-    return matched[0] if len(matched) == 1 else None
-
-
 # --- new items, clarification, presentation ------------------------------------------------
 
 
 def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Outcome) -> None:
     top = hits[0]
     topics = _topics(u)
-    chosen = _bundle_or_member(hits, u, ctx, together=ctx.cues.act("together", u.normalized))
+    chosen = choose.bundle_or_member(hits, u, ctx, together=ctx.cues.act("together", u.normalized))
     if chosen is None:
-        near = [h.id for h in hits if h.score >= top.score - VARIANT_MARGIN]
-        chosen = _variant_by_slots(conv, near, ctx) if len(near) > 1 else None
-    margin = VAGUE_MARGIN if _vague(u, ctx) else CLARIFY_MARGIN
+        near = [h.id for h in hits if h.score >= top.score - choose.VARIANT_MARGIN]
+        chosen = choose.variant_by_slots(conv, near, ctx) if len(near) > 1 else None
+    margin = choose.VAGUE_MARGIN if choose.vague(u, ctx) else choose.CLARIFY_MARGIN
     close = [h for h in hits[:5] if h.score >= top.score - margin
              # a member's own 一件事 is offered beside it ("还可以一起办"), not as a choice
              and not (h.kind == "bundle" and top.id in ctx.bundle_members(h.id))]
     if chosen is None:
         named = [h.id for h in close if ctx.mentions(h.id, u.normalized)]
-        if len(close) >= 2 and len(named) == 1 and not _family_words_only(close, named[0], u, ctx):
+        if len(close) >= 2 and len(named) == 1 and not choose.family_words_only(close, named[0], u, ctx):
             chosen = named[0]  # "出生登记在哪办": the one named in so many words
     if chosen is None:
         family = ctx.family(top.id)
         specific = ctx.mentions(top.id, u.normalized)
-        vague_family = bool(family) and (specific is None or specific in family_words(ctx, top.id))
+        vague_family = bool(family) and (specific is None or specific in choose.family_words(ctx, top.id))
         if vague_family and len(close) >= 2 and any(h.id in family for h in close[1:]):
-            _clarify(conv, _ordered([*family, *(h.id for h in close)], ctx), ctx, out)
+            _clarify(conv, choose.ordered([*family, *(h.id for h in close)], ctx), ctx, out)
             return
         if len(close) >= 2:
-            _clarify(conv, _ordered([h.id for h in close], ctx), ctx, out)
+            _clarify(conv, choose.ordered([h.id for h in close], ctx), ctx, out)
             return
         chosen = top.id
     entry = ctx.guide.entry(chosen)
     assert entry is not None
     _present(conv, entry, topics, ctx, out, text=u.normalized)
-
-
-def family_words(ctx: Ctx, entry_id: str) -> set[str]:
-    """Terms shared by the whole family (住房公积金提取): they name no variant."""
-    e = ctx.guide.entry(entry_id)
-    if e is None:
-        return set()
-    key = family_key(e.name).lower()
-    return {t for t in ctx.terms.get(entry_id, []) if t in key or key in t}
-
-
-def _family_words_only(close: list[Hit], named: str, u: Understood, ctx: Ctx) -> bool:
-    """Is the named entry only named by words its family shares (住房公积金提取), with a
-    sibling among the close candidates?"""
-    fam = ctx.family(named)
-    return bool(fam) and not _names_variant(named, u.normalized, ctx) \
-        and any(h.id in fam for h in close if h.id != named)
-
-
-def _names_variant(entry_id: str, text: str, ctx: Ctx) -> bool:
-    shared = family_words(ctx, entry_id)
-    return any(t in text for t in ctx.terms.get(entry_id, []) if t not in shared)
-
-
-def _ordered(ids: list[str], ctx: Ctx) -> list[str]:
-    seen: list[str] = []
-    for i in ids:
-        if i not in seen and ctx.guide.entry(i) is not None:
-            seen.append(i)
-    first = seen[:1]
-    rest = sorted(seen[1:], key=lambda i: -ctx.popularity(i))
-    # The best match stays in front unless a sibling is clearly more common.
-    if first and rest and ctx.popularity(rest[0]) > ctx.popularity(first[0]) + 20:
-        return sorted(seen, key=lambda i: -ctx.popularity(i))
-    return first + rest
-
-
-def _bundle_or_member(hits: list[Hit], u: Understood, ctx: Ctx, *, together: bool) -> str | None:
-    """Several members of one 一件事 named ("执照 食品许可证 消防 招牌都得办吧"), or "一起办"
-    → the bundle; one member named → that member (the bundle is offered beside it)."""
-    text = u.normalized
-    top = hits[0]
-    margin = VAGUE_MARGIN if _vague(u, ctx) else CLARIFY_MARGIN
-    close = [h for h in hits[:5] if h.score >= top.score - margin]
-    bundles: list[str] = []
-    for h in [*close, *(h for part in u.parts for h in part)]:
-        for b in ([h.id] if h.kind == "bundle" else ctx.bundles_of.get(h.id, [])):
-            if b not in bundles:
-                bundles.append(b)
-    for b in bundles:
-        bundle = ctx.guide.bundles.get(b)
-        if bundle is None:
-            continue
-        named = {m for m in bundle.members if ctx.mentions(m, text)}
-        # clauses that each name a different member: "养老金 医保 公积金这些得咋办"
-        by_clause = [next((h.id for h in part if h.id in bundle.members), None)
-                     for part in u.parts]
-        if len(named) >= 2 or len({m for m in by_clause if m}) >= 2:
-            return b
-        if together and (named or b in {h.id for h in close}):
-            return b
-        if b in {h.id for h in hits[:3]} and ctx.cues.act("whole_event", text):
-            return b  # "下个月到岁数了 退休都要办啥"
-        if top.id == b and len(named) == 1 and not ctx.mentions(b, text):
-            return named.pop()  # "生育津贴咋领": the member, the 一件事 offered beside it
-    if top.kind == "bundle":
-        bundle = ctx.guide.bundles.get(top.id)
-        member = next((h.id for h in close[1:] if bundle and h.id in bundle.members
-                       and ctx.mentions(h.id, text)), None)
-        if member is not None and not ctx.mentions(top.id, text):
-            return member
-    return None
 
 
 def _clarify(conv: Conversation, ids: list[str], ctx: Ctx, out: Outcome) -> None:
@@ -560,7 +459,7 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
             buttons = (*CARD_BUTTONS, Button(f"一起办：{_name(ctx, together[0])}",
                                              f"/pick:{together[0]}"))
     if text:
-        _situations_from_text(conv, entry, text, ctx)
+        situations.from_text(conv, entry, text, ctx)
     out.say("\n".join(extra), buttons, card(ctx.guide, entry, len(mats)))
     out.events.append(Event("topic", {"entry": entry.id}))
     named = ctx.cues.materials_named(text) if text else []
@@ -575,17 +474,6 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
 # A question the item itself answers: "身份证丢了" finds 补领; its card is the answer.
 _ITEM_COVERS = {"lost": _LOSS_WORDS, "expired": ("换领", "换证", "换发", "延续", "期满")}
 _CARD_SHOWS = {"conditions"}  # every card already lists who may apply
-
-
-def _situations_from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
-    """"社保卡丢了咋整" already answers 丢了还是坏了: never ask what was just said."""
-    for item_id, sid in situations_needed(ctx.guide, e):
-        if sid in conv.situations.get(item_id, {}):
-            continue
-        item = ctx.guide.items[item_id]
-        m = match(text, _sit_options(item, sid), ctx.cues)
-        if m is not None and m.sure and m.why != "number":
-            conv.situations.setdefault(item_id, {})[sid] = m.option
 
 
 def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
@@ -712,50 +600,6 @@ def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) ->
 # --- 办事情形 ----------------------------------------------------------------------------
 
 
-def _next_situation(conv: Conversation, e: Entry, ctx: Ctx) -> tuple[ServiceItem, str] | None:
-    for item_id, sid in situations_needed(ctx.guide, e):
-        if sid not in conv.situations.get(item_id, {}):
-            return ctx.guide.items[item_id], sid
-    return None
-
-
-def _sit_options(item: ServiceItem, sid: str) -> list[Option]:
-    sit = next(s for s in item.situations if s.id == sid)
-    return [Option(o.id, o.label, tuple(o.synonyms)) for o in sit.options]
-
-
-def _answer_from_slots(conv: Conversation, item: ServiceItem, sid: str, ctx: Ctx,
-                       out: Outcome) -> bool:
-    """Answer a 办事情形 question from what the citizen already said; never ask again."""
-    if not conv.slots:
-        return False
-    known = set(conv.slots.items())
-    hit = []
-    for o in _sit_options(item, sid):
-        words = " ".join((o.label, *o.synonyms)).lower()
-        own = {(s.slot, s.value) for s in ctx.cues.slots(words, answer_only=True)}
-        if own & known:
-            hit.append(o)
-    if len(hit) != 1:
-        return False
-    conv.situations.setdefault(item.id, {})[sid] = hit[0].id
-    out.say(f"按您说的，按“{hit[0].label}”准备材料。")
-    return True
-
-
-def _ask_situation(conv: Conversation, item: ServiceItem, sid: str, out: Outcome,
-                  *, again: bool = False) -> None:
-    sit = next(s for s in item.situations if s.id == sid)
-    conv.stage = Stage.SITUATION
-    conv.pending_situation = [item.id, sid]
-    conv.reasks = 0
-    conv.confirm = ""
-    lines = [("再确认一下：" if again else "") + sit.question]
-    lines += [f"{i}. {o.label}" for i, o in enumerate(sit.options, 1)]
-    lines.append("也可以直接用自己的话说。")
-    out.say("\n".join(lines), tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options))
-
-
 def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
                       u: Understood | None, ctx: Ctx, out: Outcome) -> bool:
     if len(conv.pending_situation) != 2:
@@ -767,7 +611,7 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
     if item is None or sit is None:
         conv.stage = Stage.IDLE
         return False
-    opts = _sit_options(item, sid)
+    opts = situations.options_of(item, sid)
     chosen: str | None = None
     if cmd and cmd[0] == "sit":
         chosen = next((o.id for o in opts if o.id == cmd[1]), None)
@@ -787,7 +631,7 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
                 if e is not None:  # a question about the item: answer, then ask again
                     if not _follow_up(conv, e, u, ctx, out, []):
                         closing.fallback(conv, text, u, ctx, out, question=True)
-                    _ask_situation(conv, item, sid, out, again=True)
+                    situations.ask(conv, item, sid, out, again=True)
                     return True
             conv.stage = Stage.IDLE  # a new question: the caller handles it
             return False
@@ -803,15 +647,15 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
         conv.stage = Stage.IDLE
         return True
     if not cmd:
-        _situations_from_text(conv, e, text, ctx)  # "结婚了 随妈" answers two questions
+        situations.from_text(conv, e, text, ctx)  # "结婚了 随妈" answers two questions
     _after_situation(conv, e, ctx, out)
     return True
 
 
 def _after_situation(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
-    while (nxt := _next_situation(conv, e, ctx)) is not None:
-        if not _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-            _ask_situation(conv, nxt[0], nxt[1], out)
+    while (nxt := situations.next_situation(conv, e, ctx)) is not None:
+        if not situations.answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+            situations.ask(conv, nxt[0], nxt[1], out)
             return
     conv.stage = Stage.IDLE
     if conv.after_situation == "walk":
@@ -825,12 +669,12 @@ def _after_situation(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> No
 
 def _start_walk(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     conv.after_situation = "walk"
-    nxt = _next_situation(conv, e, ctx)
-    while nxt is not None and _answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-        nxt = _next_situation(conv, e, ctx)
+    nxt = situations.next_situation(conv, e, ctx)
+    while nxt is not None and situations.answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
+        nxt = situations.next_situation(conv, e, ctx)
     if nxt is not None:
         out.say("先确认一下您的情况，材料会不一样。")
-        _ask_situation(conv, nxt[0], nxt[1], out)
+        situations.ask(conv, nxt[0], nxt[1], out)
         return
     walk.start(conv, e, ctx, out)
 

@@ -1,0 +1,65 @@
+"""办事情形: the questions whose answers change the material list ("婚生还是非婚生"), asked
+once each, answered from what the citizen already said where possible."""
+
+from __future__ import annotations
+
+from assistant.context import Ctx, Outcome
+from assistant.model import Button, Conversation, Stage
+from assistant.options import Option, match
+from assistant.render import Entry, situations_needed
+from knowledge.schema import ServiceItem
+
+
+def next_situation(conv: Conversation, e: Entry, ctx: Ctx) -> tuple[ServiceItem, str] | None:
+    for item_id, sid in situations_needed(ctx.guide, e):
+        if sid not in conv.situations.get(item_id, {}):
+            return ctx.guide.items[item_id], sid
+    return None
+
+
+def options_of(item: ServiceItem, sid: str) -> list[Option]:
+    sit = next(s for s in item.situations if s.id == sid)
+    return [Option(o.id, o.label, tuple(o.synonyms)) for o in sit.options]
+
+
+def answer_from_slots(conv: Conversation, item: ServiceItem, sid: str, ctx: Ctx,
+                       out: Outcome) -> bool:
+    """Answer a 办事情形 question from what the citizen already said; never ask again."""
+    if not conv.slots:
+        return False
+    known = set(conv.slots.items())
+    hit = []
+    for o in options_of(item, sid):
+        words = " ".join((o.label, *o.synonyms)).lower()
+        own = {(s.slot, s.value) for s in ctx.cues.slots(words, answer_only=True)}
+        if own & known:
+            hit.append(o)
+    if len(hit) != 1:
+        return False
+    conv.situations.setdefault(item.id, {})[sid] = hit[0].id
+    out.say(f"按您说的，按“{hit[0].label}”准备材料。")
+    return True
+
+
+def ask(conv: Conversation, item: ServiceItem, sid: str, out: Outcome,
+                  *, again: bool = False) -> None:
+    sit = next(s for s in item.situations if s.id == sid)
+    conv.stage = Stage.SITUATION
+    conv.pending_situation = [item.id, sid]
+    conv.reasks = 0
+    conv.confirm = ""
+    lines = [("再确认一下：" if again else "") + sit.question]
+    lines += [f"{i}. {o.label}" for i, o in enumerate(sit.options, 1)]
+    lines.append("也可以直接用自己的话说。")
+    out.say("\n".join(lines), tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options))
+
+
+def from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
+    """"社保卡丢了咋整" already answers 丢了还是坏了: never ask what was just said."""
+    for item_id, sid in situations_needed(ctx.guide, e):
+        if sid in conv.situations.get(item_id, {}):
+            continue
+        item = ctx.guide.items[item_id]
+        m = match(text, options_of(item, sid), ctx.cues)
+        if m is not None and m.sure and m.why != "number":
+            conv.situations.setdefault(item_id, {})[sid] = m.option
