@@ -255,6 +255,8 @@ def material_question(conv: Conversation, e: Entry, said: list[tuple[str, str]],
     """"户口本还要带吗": whether the named materials are on this citizen's list."""
     mats = applicable(ctx.guide, e, conv.situations)
     lines = []
+    # "办居住证要啥": the document being applied for is the item, not a material asked about
+    said = [(a, w) for a, w in said if w not in e.name and a not in e.name]
     for as_written, word in said:
         hit = [m for m in mats if word in m.name]
         if hit:

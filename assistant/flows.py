@@ -448,6 +448,8 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
     conv.options = []
     conv.reasks = 0
     conv.confirm = ""
+    if text:  # first: what the opener already settled changes the count on the card
+        situations.from_text(conv, entry, text, ctx)
     mats = applicable(ctx.guide, entry, conv.situations)
     body = card_text(ctx.guide, entry, len(mats))
     facts = _facts_line(conv, ctx)
@@ -458,8 +460,6 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
         if together:  # "还可以一起办": the 一件事 this item belongs to
             buttons = (*CARD_BUTTONS, Button(f"一起办：{_name(ctx, together[0])}",
                                              f"/pick:{together[0]}"))
-    if text:
-        situations.from_text(conv, entry, text, ctx)
     out.say("\n".join(extra), buttons, card(ctx.guide, entry, len(mats)))
     out.events.append(Event("topic", {"entry": entry.id}))
     named = ctx.cues.materials_named(text) if text else []
