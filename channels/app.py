@@ -23,7 +23,7 @@ from channels.health import standard_components
 from channels.limits import AddressSlots, BodyLimit, SecurityHeaders
 from channels.rest import TokenRequired, token_required_response
 from channels.settings import Settings
-from channels.staff import LOGIN_FAILURES, StaffRefused
+from channels.staff import StaffRefused
 from channels.web import IP_RATE, RateLimiter
 from doorplate.service import Doorplates
 from knowledge.db import make_engine
@@ -41,14 +41,12 @@ class Services:
     guide_hash: str
     doorplates: Doorplates | None = None  # the 政务门牌 (QR door-sign) places and tokens
     ip_limiter: RateLimiter = field(init=False)  # derived from settings.ws_ip_limit
-    login_failures: RateLimiter = field(init=False)  # failed staff sign-ins per address
     components: Components = field(init=False)  # what works: /health, the start-up check
     ws_slots: AddressSlots = field(init=False)  # open /ws/chat sockets per address
 
     def __post_init__(self) -> None:
         self.ip_limiter = RateLimiter(self.settings.ws_ip_limit, IP_RATE[1])
         self.ws_slots = AddressSlots(self.settings.ws_per_address)
-        self.login_failures = RateLimiter(*LOGIN_FAILURES)
         self.components = standard_components(self.settings, self.assistant)
 
 

@@ -20,10 +20,6 @@ from assistant.agents import Agent
 COOKIE = "daoban_agent"
 SIGN_IN_PAGE = "/agent"
 MAX_NEXT = 500
-# Failed sign-ins allowed per address and window (seconds); then 429 until the window
-# moves on. Only failures count: a help desk signing in together behind one NAT address
-# must not be locked out, a password guesser must.
-LOGIN_FAILURES = (10, 60.0)
 
 
 class StaffRefused(Exception):

@@ -41,18 +41,23 @@ def make_assistant(db_url: str, index_dir: Path) -> Assistant:
     return Assistant(guide, und, SqlConversationStore(engine))
 
 
+def app_for(settings: Any) -> Any:
+    """The real app for ``settings``, over the shared understanding."""
+    from channels.app import Services, create_app  # channels build on everything above
+
+    assistant = make_assistant(settings.database_url, settings.index_dir)
+    return create_app(settings, Services(settings, assistant, "test"))
+
+
 @contextmanager
 def rest_client(folder: Path, name: str, **options: Any) -> Iterator[TestClient]:
     """The real app over a SQLite database in ``folder`` and the shared understanding
     (``options``: more settings)."""
-    from channels.app import Services, create_app  # channels build on everything above
     from channels.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{folder / (name + '.db')}",
                         index_dir=folder / "idx", **options)
-    assistant = make_assistant(settings.database_url, settings.index_dir)
-    app = create_app(settings, Services(settings, assistant, "test"))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app_for(settings), raise_server_exceptions=False) as c:
         yield c
 
 

@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 
 from assistant.agents import Role
 from assistant.desk import AgentDesk
-from channels.app import Services, create_app
 from channels.settings import Settings
 from tests.consoles import PASSWORD, agent_ws, citizen_send, recv, token, until
-from tests.harness import make_assistant
+from tests.harness import app_for
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +23,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     d = tmp_path_factory.mktemp("authz")
     settings = Settings(database_url=f"sqlite:///{d / 'a.db'}", index_dir=d / "idx",
                         agent_wait_limit=600, agent_grace_seconds=600)
-    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
-                                                                 settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as c:
         desk: AgentDesk = app.state.desk
         desk.agents.add("wang", PASSWORD, display_name="王帮办", skills=("人社",))

@@ -16,10 +16,9 @@ from fastapi.testclient import TestClient
 from assistant.agents import Presence
 from assistant.desk import AGENT_LOST, AgentDesk
 from assistant.model import ConversationMode
-from channels.app import Services, create_app
 from channels.settings import Settings
 from tests.consoles import PASSWORD, Reader, citizen_send, http_login, recv, until
-from tests.harness import make_assistant
+from tests.harness import app_for
 from tests.servers import daoban_process
 
 pytestmark = pytest.mark.slow
@@ -48,8 +47,7 @@ def test_killed_process_agent_chats_return_to_queue_and_citizen_is_told(
         # Process B: this app, on the same database; the citizen chats here.
         settings = Settings.model_validate({"database_url": db,
                                             "index_dir": tmp_path / "idx-b", **FAST})
-        app = create_app(settings, Services(settings, make_assistant(db, settings.index_dir),
-                                            "t"))
+        app = app_for(settings)
         with TestClient(app) as b:
             desk: AgentDesk = app.state.desk
             agent_id = desk.agents.add("wang", PASSWORD, display_name="王帮办",

@@ -27,11 +27,10 @@ from assistant.desk import (
     overdue,
 )
 from assistant.model import ConversationMode, UserMessage
-from channels.app import Services, create_app
 from channels.cli import main as cli_main
 from channels.settings import Settings
 from tests.consoles import PASSWORD, agent_ws, citizen_send, recv, token, until
-from tests.harness import make_assistant
+from tests.harness import app_for, make_assistant
 
 
 def _agent(i: int, skills: tuple[str, ...], *, presence: Presence = Presence.ONLINE,
@@ -306,8 +305,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     d = tmp_path_factory.mktemp("agentws")
     settings = Settings(database_url=f"sqlite:///{d / 'a.db'}", index_dir=d / "idx",
                         agent_wait_limit=600, agent_grace_seconds=600)
-    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
-                                                                 settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as c:
         desk: AgentDesk = app.state.desk
         desk.agents.add("wang", PASSWORD, display_name="王帮办", skills=("人社", "公安"))

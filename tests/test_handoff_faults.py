@@ -19,10 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.desk import AgentDesk
-from channels.app import Services, create_app
 from channels.settings import Settings
 from tests.consoles import PASSWORD, agent_ws, citizen_send, recv, token, until
-from tests.harness import make_assistant
+from tests.harness import app_for
 from tests.servers import ROOT, _server_env, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
@@ -80,7 +79,7 @@ def app_on(db: str, redis_url: str, tmp_path: Path, beat: float = 5.0) -> Iterat
     settings = Settings(database_url=db, index_dir=tmp_path / "idx", redis_url=redis_url,
                         redis_prefix="faults:", agent_wait_limit=600, agent_grace_seconds=600,
                         agent_heartbeat_seconds=beat, agent_lease_seconds=max(20.0, 4 * beat))
-    app = create_app(settings, Services(settings, make_assistant(db, settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as client:
         yield client
 

@@ -22,10 +22,9 @@ from fastapi.testclient import TestClient
 from assistant.agents import AgentError, Role
 from assistant.desk import AgentDesk
 from assistant.passwords import password_problem
-from channels.app import Services, create_app
 from channels.settings import Settings
 from tests.consoles import PASSWORD
-from tests.harness import make_assistant
+from tests.harness import app_for
 from tests.servers import ROOT, _server_env, daoban_process
 
 Login = Callable[..., Any]
@@ -34,8 +33,7 @@ Login = Callable[..., Any]
 def _app(folder: Path, **options: Any) -> Iterator[TestClient]:
     settings = Settings(database_url=f"sqlite:///{folder / 's.db'}", index_dir=folder / "idx",
                         staff_lockout_seconds=3.0, **options)
-    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
-                                                                 settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as c:
         desk: AgentDesk = app.state.desk
         for name in ("wang", "zhao", "boss"):

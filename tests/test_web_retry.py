@@ -24,10 +24,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import WebSocketTestSession
 
-from channels.app import Services, create_app
 from channels.settings import Settings
 from tests.conftest import PG_ADMIN
-from tests.harness import make_assistant
+from tests.consoles import recv, until
+from tests.harness import app_for
 from tests.servers import daoban_process, launch_chromium, require_chromium
 from tests.test_web_browser import ask, wait_js
 
@@ -38,24 +38,9 @@ from tests.test_web_browser import ask, wait_js
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'retry.db'}",
                         index_dir=tmp_path / "idx")
-    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
-                                                                 settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as c:
         yield c
-
-
-def recv(ws: WebSocketTestSession) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(ws.receive_text())
-    return frame
-
-
-def until(ws: WebSocketTestSession, pred: Any, limit: int = 30) -> list[dict[str, Any]]:
-    out = []
-    for _ in range(limit):
-        out.append(recv(ws))
-        if pred(out[-1]):
-            return out
-    raise AssertionError(f"no matching frame in {out}")
 
 
 def hello(ws: WebSocketTestSession) -> dict[str, Any]:
@@ -67,7 +52,7 @@ def hello(ws: WebSocketTestSession) -> dict[str, Any]:
 def message(ws: WebSocketTestSession, client_id: str, text: str) -> list[dict[str, Any]]:
     """Sends a message; the frames up to its ack or its error."""
     ws.send_text(json.dumps({"type": "message", "client_id": client_id, "text": text}))
-    return until(ws, lambda f: f["type"] in ("ack", "error"))
+    return until(ws, lambda f: f["type"] in ("ack", "error"), limit=30)
 
 
 class Outage:
@@ -120,7 +105,7 @@ def test_a_database_failure_gives_a_retryable_frame_and_the_retry_is_stored_once
         # The page re-sends with the same client id: stored and answered once.
         frames = message(ws, "c-retry-1", "社保卡丢了咋整")
         assert frames[-1] == {"type": "ack", "client_id": "c-retry-1"}
-        shown = until(ws, lambda f: f["type"] == "message" and f["from"] == "bot")
+        shown = until(ws, lambda f: f["type"] == "message" and f["from"] == "bot", limit=30)
         assert [f["client_id"] for f in shown if f["from"] == "citizen"] == ["c-retry-1"]
         # A second re-send (the ack was lost, say) is acknowledged and processed once.
         frames = message(ws, "c-retry-1", "社保卡丢了咋整")

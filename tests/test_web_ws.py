@@ -12,17 +12,15 @@ from starlette.testclient import WebSocketTestSession
 
 from assistant.model import ConversationMode
 from channels import web
-from channels.app import Services, create_app
 from channels.settings import Settings
-from tests.harness import make_assistant
+from tests.harness import app_for
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     d = tmp_path_factory.mktemp("ws")
     settings = Settings(database_url=f"sqlite:///{d / 'ws.db'}", index_dir=d / "idx")
-    app = create_app(settings, Services(settings, make_assistant(settings.database_url,
-                                                                 settings.index_dir), "t"))
+    app = app_for(settings)
     with TestClient(app) as c:
         yield c
 
