@@ -56,13 +56,19 @@ def ordered(ids: list[str], ctx: Ctx) -> list[str]:
     return first + rest
 
 
-def bundle_or_member(hits: list[Hit], u: Understood, ctx: Ctx, *, together: bool) -> str | None:
+def close_to_best(hits: list[Hit], u: Understood, ctx: Ctx) -> list[Hit]:
+    """The candidates near enough to the best to be meant as well (wider for a vague opener)."""
+    margin = VAGUE_MARGIN if vague(u, ctx) else CLARIFY_MARGIN
+    return [h for h in hits[:5] if h.score >= hits[0].score - margin]
+
+
+def bundle_or_member(hits: list[Hit], close: list[Hit], u: Understood, ctx: Ctx, *,
+                     together: bool) -> str | None:
     """Several members of one 一件事 named ("执照 食品许可证 消防 招牌都得办吧"), or "一起办"
-    → the bundle; one member named → that member (the bundle is offered beside it)."""
+    → the bundle; one member named → that member (the bundle is offered beside it).
+    ``close``: ``close_to_best(hits, …)``."""
     text = u.normalized
     top = hits[0]
-    margin = VAGUE_MARGIN if vague(u, ctx) else CLARIFY_MARGIN
-    close = [h for h in hits[:5] if h.score >= top.score - margin]
     bundles: list[str] = []
     for h in [*close, *(h for part in u.parts for h in part)]:
         for b in ([h.id] if h.kind == "bundle" else ctx.bundles_of.get(h.id, [])):

@@ -47,10 +47,10 @@ def unasked_rating(conv: Conversation, text: str, out: Outcome) -> bool:
     m = _UNASKED.search(text)
     if m is None:
         return False
-    d = m.group(1)
+    score = str(_ZH_DIGIT.get(m.group(1), m.group(1)))
     conv.rating_for = conv.rating_for or conv.current
     conv.stage = Stage.RATING
-    return rating(conv, str(_ZH_DIGIT.get(d, d)), ("rate", str(_ZH_DIGIT.get(d, d))), out)
+    return rating(conv, score, ("rate", score), out)
 
 
 def rating(conv: Conversation, text: str, cmd: tuple[str, str] | None, out: Outcome) -> bool:

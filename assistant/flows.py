@@ -390,14 +390,15 @@ def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> boo
 def _found(conv: Conversation, hits: list[Hit], u: Understood, ctx: Ctx, out: Outcome) -> None:
     top = hits[0]
     topics = _topics(u)
-    chosen = choose.bundle_or_member(hits, u, ctx, together=ctx.cues.act("together", u.normalized))
+    near_best = choose.close_to_best(hits, u, ctx)
+    chosen = choose.bundle_or_member(hits, near_best, u, ctx,
+                                     together=ctx.cues.act("together", u.normalized))
     if chosen is None:
         near = [h.id for h in hits if h.score >= top.score - choose.VARIANT_MARGIN]
         chosen = choose.variant_by_slots(conv, near, ctx) if len(near) > 1 else None
-    margin = choose.VAGUE_MARGIN if choose.vague(u, ctx) else choose.CLARIFY_MARGIN
-    close = [h for h in hits[:5] if h.score >= top.score - margin
-             # a member's own 一件事 is offered beside it ("还可以一起办"), not as a choice
-             and not (h.kind == "bundle" and top.id in ctx.bundle_members(h.id))]
+    # a member's own 一件事 is offered beside it ("还可以一起办"), not as a choice
+    close = [h for h in near_best
+             if not (h.kind == "bundle" and top.id in ctx.bundle_members(h.id))]
     if chosen is None:
         named = [h.id for h in close if ctx.mentions(h.id, u.normalized)]
         if len(close) >= 2 and len(named) == 1 and not choose.family_words_only(close, named[0], u, ctx):
