@@ -580,7 +580,7 @@ def test_browser_scan_opens_the_scoped_chat(server: str) -> None:
             ctx = b.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
             page = ctx.new_page()
             page.goto(f"{server}/d/{token}")
-            page.wait_for_function("window.daoban && window.daoban.state().connected")
+            page.wait_for_function("() => window.daoban && window.daoban.state().connected")
             greeting = page.locator(".intro .place-greeting").inner_text()
             assert "尚志街道 红星社区 红星街7号楼（示例）" in greeting
             assert page.locator(".intro button").count() >= 1
