@@ -11,14 +11,18 @@ from channels.settings import Settings
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from channels.app import create_app, ready_services
-    from channels.serving import serve
+    from channels.prefork import SharedStateMissing, check_shared_state
+    from channels.serving import run
 
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        check_shared_state(settings, args.workers)  # before seconds of loading
+    except SharedStateMissing as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     print(f"导办 daoban: http://{host}:{port}/ (Ctrl+C 退出)", file=sys.stderr)
-    serve(create_app(settings, ready_services(settings)), settings, host, port)
-    return 0
+    return run(settings, host, port, args.workers)
 
 
 def render(replies: list, buttons_out: list) -> str:  # type: ignore[type-arg]
@@ -79,6 +83,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("serve", help="启动 HTTP 服务")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=1,
+                   help="进程数 (>1: 预先载入后 fork, 需要 PostgreSQL + Redis; docs/deploy.md)")
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("chat", help="在终端里对话")
     c.set_defaults(func=cmd_chat)

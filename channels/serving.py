@@ -81,6 +81,7 @@ def redact(path: str) -> str:
 
 def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uvicorn.Config:
     protocol = type("GuardedH11", (GuardedH11,), {"header_timeout": settings.header_timeout})
+    proxies = [a.strip() for a in settings.trusted_proxies.split(",") if a.strip()]
     options: dict[str, Any] = {
         "host": host, "port": port, "log_level": "info",
         "http": protocol,
@@ -88,11 +89,38 @@ def uvicorn_config(app: FastAPI, settings: Settings, host: str, port: int) -> uv
         "timeout_keep_alive": settings.keep_alive_seconds,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "limit_concurrency": settings.max_connections,
+        # X-Forwarded-For / -Proto are believed from DAOBAN_TRUSTED_PROXIES only, and then
+        # for every part of the app at once (the per-address socket cap and message rate
+        # of /ws/chat read the client address uvicorn gives them). Uvicorn's own default
+        # would believe any local process and never a proxy on another host.
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies,
     }
     return uvicorn.Config(app, **options)
 
 
-def serve(app: FastAPI, settings: Settings, host: str, port: int) -> None:
+def serve(app: FastAPI, settings: Settings, host: str, port: int, workers: int = 1) -> int:
+    """Serves ``app``: in this process, or (``workers`` > 1) in that many forked copies of
+    it (channels/prefork.py); returns the exit status."""
     config = uvicorn_config(app, settings, host, port)  # configures logging
     logging.getLogger("uvicorn.access").addFilter(RedactQuery())
-    uvicorn.Server(config).run()
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return 0
+    from channels.prefork import serve_forked
+
+    return serve_forked(config, workers)
+
+
+def run(settings: Settings, host: str, port: int, workers: int) -> int:
+    """``daoban serve``: refuses what several workers cannot share, loads everything once
+    (the start-up check included), then serves."""
+    from channels.app import create_app, ready_services
+    from channels.prefork import check_shared_state, prepare_for_fork
+
+    check_shared_state(settings, workers)
+    services = ready_services(settings)
+    app = create_app(settings, services)
+    if workers > 1:
+        prepare_for_fork(services)
+    return serve(app, settings, host, port, workers)
