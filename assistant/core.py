@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -14,11 +15,11 @@ from typing import Any, Protocol
 import anyio
 
 from assistant.flows import Ctx, Outcome, PlaceAware, checklist, step
-from assistant.model import Conversation, ConversationMode, Reply, UserMessage
+from assistant.model import Conversation, ConversationMode, Reply, Stage, UserMessage
 from assistant.store import Event, SqlConversationStore
 from knowledge.validate import GuideBase
 from nlu.pii import mask
-from nlu.understand import Understanding
+from nlu.understand import Understanding, Understood
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,29 @@ POPULAR = [
 class Handled:
     replies: list[Reply]
     events: list[dict[str, Any]]  # as ``store.events_after`` returns them
+    # What the message came to: answered | clarified | fallback | handoff | agent (for a
+    # human) | repeat (a message id already processed). With the intent model's confidence
+    # and the calibrated confidence that the best hit is what was asked, when the bot read it.
+    outcome: str = "repeat"
+    intent_confidence: float | None = None
+    match_confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One handled message, as observers (metrics) see it: no text, no ids."""
+
+    channel: str
+    outcome: str
+    seconds: float  # lock wait included: what the citizen waited
+    intent_confidence: float | None
+    match_confidence: float | None
+
+
+class MessageObserver(Protocol):
+    """Told about every handled message (operations metrics). Must not block or raise."""
+
+    def message_handled(self, seen: Seen) -> None: ...
 
 
 class PlaceLog(Protocol):
@@ -84,6 +108,7 @@ class Assistant:
         # fighting the event loop for the GIL made latency worse (benchmarks/load_ws.py).
         self.limiter = anyio.CapacityLimiter(workers)
         self.desk: DeskHook | None = None  # set by the composition root when agents exist
+        self.observers: list[MessageObserver] = []
 
     def _lock(self, cid: str) -> asyncio.Lock:
         lock = self._locks.get(cid)
@@ -117,6 +142,7 @@ class Assistant:
             raise MessageRejected("消息不能为空")
         if len(text) > self.max_chars:
             raise MessageRejected(f"消息太长了（{len(text)} 字），请控制在 {self.max_chars} 字以内")
+        started = time.perf_counter()
         async with self._lock(msg.conversation_id):
             # One worker-thread hop for the whole load → understand → step → save: the
             # per-conversation lock keeps it serial, and hops cost more than the SQL.
@@ -125,6 +151,11 @@ class Assistant:
             )
         if self.desk is not None and handled.events:
             await self.desk.after_message(msg.conversation_id, handled.events)
+        if self.observers:
+            seen = Seen(msg.channel, handled.outcome, time.perf_counter() - started,
+                        handled.intent_confidence, handled.match_confidence)
+            for observer in self.observers:
+                observer.message_handled(seen)
         return handled
 
     def _handle_exclusive(self, msg: UserMessage, text: str, create: bool) -> Handled:
@@ -143,7 +174,7 @@ class Assistant:
             conv = Conversation(msg.conversation_id, channel=msg.channel)
         if msg.place:
             conv.place = msg.place  # the latest scanned plate: the citizen stands there now
-        out = self._process(conv, text)
+        out, understood = self._process(conv, text)
         if conv.place and self.place_log is not None:
             self.place_log.record_message(conv.place, mask(text), conv.current)
         events = [
@@ -155,17 +186,19 @@ class Assistant:
             conv, events, message_id=msg.message_id, replies=out.replies,
             unanswered=out.unanswered, ratings=out.ratings, comment=out.comment,
         )
-        return Handled(out.replies, logged)
+        return Handled(out.replies, logged, outcome_of(conv, out),
+                       None if understood is None else understood.intent.confidence,
+                       None if understood is None else understood.confidence)
 
-    def _process(self, conv: Conversation, text: str) -> Outcome:
+    def _process(self, conv: Conversation, text: str) -> tuple[Outcome, Understood | None]:
         if conv.mode is ConversationMode.WITH_AGENT:
             # A human owns the conversation: the bot never answers. The agent desk
             # (another package) delivers the message; here it is only recorded.
             out = Outcome()
             out.events.append(Event("message_for_agent", {"text": text}))
-            return out
+            return out, None
         understood = self.understanding.understand(text)
-        return step(conv, text, understood, self.ctx)
+        return step(conv, text, understood, self.ctx), understood
 
     async def state(self, conversation_id: str) -> dict[str, Any]:
         conv = await anyio.to_thread.run_sync(self.store.load, conversation_id)
@@ -182,6 +215,20 @@ class Assistant:
             "checklist": checklist(conv, self.ctx),
             "transcript": _transcript(events),
         }
+
+
+def outcome_of(conv: Conversation, out: Outcome) -> str:
+    """What one message came to, read from what the step produced (not from its words)."""
+    if any(e.type == "mode" and e.payload.get("mode") == ConversationMode.WAITING_AGENT.value
+           for e in out.events):
+        return "handoff"
+    if out.unanswered:
+        return "fallback"
+    if conv.stage is Stage.CLARIFY:
+        return "clarified"
+    if any(e.type == "message_for_agent" for e in out.events):
+        return "agent"  # kept for the human 帮办 (who owns the conversation, or will)
+    return "answered"
 
 
 def _transcript(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

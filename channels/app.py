@@ -135,6 +135,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from channels import agent_web  # after wechat: the desk pushes to WeChat citizens
 
     app.include_router(agent_web.router)
+    from channels import metrics
+
+    if metrics.enabled(settings):  # outermost middleware: sees every response and socket
+        metrics.install(app, settings)
     return app
 
 

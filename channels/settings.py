@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     frame_ancestors: str = "*"
     api_docs: bool = False  # /docs and /openapi.json (off in production)
 
+    # --- Operations (docs/operations.md) ---
+    # GET /metrics (Prometheus) is off (404) unless one of these is set; with both, a scrape
+    # needs both. The token is sent as "Authorization: Bearer <token>"; the allow list is
+    # addresses or networks, comma-separated ("10.0.0.5, 10.1.0.0/16").
+    metrics_token: str | None = None
+    metrics_allow: str = ""
+
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:
         if not 0 < self.agent_heartbeat_seconds < self.agent_lease_seconds:
