@@ -6,13 +6,13 @@ import hashlib
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.core import Assistant, ConversationNotFound
 from assistant.model import Reply, UserMessage
-from channels import capability
+from channels import capability, rest_events
 from channels.edge import SafeStr
 
 router = APIRouter()
@@ -99,6 +99,18 @@ async def post_message(
 async def get_conversation(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
     await authorize(request, conversation_id)
     return await _assistant(request).state(conversation_id)
+
+
+@router.get("/api/v1/conversations/{conversation_id}/events")
+async def get_events(
+    request: Request, conversation_id: ConversationId,
+    after: Annotated[int, Query(ge=0, lt=2**62)] = 0,
+    wait: Annotated[float, Query(ge=0, le=3600)] = 0,
+) -> dict[str, Any]:
+    """The citizen-visible events after ``after``; with ``wait`` (seconds, at most
+    ``rest_events.MAX_WAIT``) held until there is one."""
+    await authorize(request, conversation_id)
+    return await rest_events.events_since(request, conversation_id, after, wait)
 
 
 def rasa_conversation_id(sender: str) -> str:
