@@ -76,8 +76,10 @@ def cmd_eval_nlu(args: argparse.Namespace, settings: Settings) -> int:
         if not status.get("reachable"):
             print(f"Rasa 不可用 ({settings.rasa_url}): 先运行 scripts/rasa.sh start", file=sys.stderr)
             return 2
-        pid_file = Path("var/rasa/rasa.pid")
-        pid = int(pid_file.read_text()) if pid_file.exists() else None
+        pid = rasa_pid(settings.rasa_url)
+        if pid is None:
+            print("提示: 找不到 Rasa 进程号 (scripts/rasa.sh 写的 pid 文件)，内存显示为 n/a",
+                  file=sys.stderr)
         before = rasa._state.failures
         report = evaluate_intents("rasa", rasa, cases, rss_pid=pid, own_process=False)
         if rasa._state.failures != before:
@@ -98,6 +100,28 @@ def cmd_eval_nlu(args: argparse.Namespace, settings: Settings) -> int:
         print(f"| {r.backend} | {r.accuracy:.3f} | {r.macro_f1:.3f} | {r.p50_ms:.2f} ms | "
               f"{r.p99_ms:.2f} ms | {rss} |")
     return 0
+
+
+def rasa_pid(url: str) -> int | None:
+    """The pid of the Rasa server ``scripts/rasa.sh start`` started: its pid files are
+    ``$DAOBAN_RASA_PIDFILE``, ``~/.cache/daoban/rasa-PORT.pid`` and ``var/rasa/rasa.pid``.
+    Only a live process whose command line names rasa counts (a stale file is no answer)."""
+    import os
+    from urllib.parse import urlsplit
+
+    port = urlsplit(url).port or 5005
+    candidates = [os.environ.get("DAOBAN_RASA_PIDFILE", ""),
+                  str(Path.home() / ".cache" / "daoban" / f"rasa-{port}.pid"),
+                  str(Path(os.environ.get("DAOBAN_RASA_PROJECT", "var/rasa")) / "rasa.pid")]
+    for name in filter(None, candidates):
+        try:
+            pid = int(Path(name).read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"rasa" in cmdline:
+            return pid
+    return None
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:

@@ -42,9 +42,11 @@ CONFIG = {
 
 
 def user_dictionary(guide: GuideBase, lexicon: Lexicon) -> str:
-    """jieba's user-dictionary format: one ``word freq`` per line."""
-    words = [*guide_vocabulary(guide), *lexicon.words, *lexicon.synonyms]
-    lines = [f"{w} 20000" for w in dict.fromkeys(words)
+    """jieba's user-dictionary format: one ``word freq`` per line, sorted: the guide base
+    read from the database lists its entries in another order than the YAML files, and the
+    model's name (the hash of this text) must not depend on where the guide was read from."""
+    words = {*guide_vocabulary(guide), *lexicon.words, *lexicon.synonyms}
+    lines = [f"{w} 20000" for w in sorted(words)
              if 2 <= len(w) <= 20 and not PUNCT.search(w)]
     return "\n".join(lines) + "\n"
 

@@ -14,7 +14,9 @@ PROJECT=${DAOBAN_RASA_PROJECT:-var/rasa}
 MODELS=${DAOBAN_RASA_MODELS:-$HOME/.cache/daoban/rasa-models}
 PORT=${DAOBAN_RASA_PORT:-5005}
 # One pid file per port, shared by every checkout on this machine: a server started from
-# another clone (a CI run, an earlier session) is stopped too, not answered for.
+# another clone (a CI run, an earlier session) is stopped too, not answered for. The same
+# pid is also written to $PROJECT/rasa.pid; `daoban eval --nlu rasa|both` reads these files
+# (DAOBAN_RASA_PIDFILE first) for Rasa's memory.
 PIDFILE=${DAOBAN_RASA_PIDFILE:-$HOME/.cache/daoban/rasa-$PORT.pid}
 PY=${DAOBAN_PY:-.venv/bin/python}
 export RASA_TELEMETRY_ENABLED=false
@@ -82,6 +84,7 @@ start() {
   (cd "$PROJECT" && exec nohup "$VENV/bin/rasa" run --enable-api -i 127.0.0.1 -p "$PORT" \
      -m "$MODELS/$name.tar.gz" >rasa.log 2>&1 </dev/null) &
   echo $! >"$PIDFILE"
+  echo $! >"$PROJECT/rasa.pid"
   for _ in $(seq 1 120); do
     # Answering is not enough: it must be this server, with this model.
     if curl -sf "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q "$name"; then

@@ -13,6 +13,9 @@ from fastapi.testclient import TestClient
 
 from channels.app import Services, create_app
 from channels.settings import Settings
+from knowledge.db import make_engine, migrate
+from knowledge.store import ensure_loaded, load_stored
+from knowledge.validate import load_guide
 from nlu.evaluate_intents import evaluate_intents, read_intent_cases
 from nlu.intents import EmbeddedClassifier
 from nlu.rasa_client import RasaClassifier, to_parse_result
@@ -51,6 +54,22 @@ def test_project_generation_is_deterministic(tmp_path: Path) -> None:
     userdict = (tmp_path / "p" / "userdict" / "daoban.txt").read_text(encoding="utf-8")
     assert "住房公积金提取（租房）" not in userdict  # no punctuation inside jieba words
     assert "社会保障卡挂失补换 20000" in userdict
+
+
+def test_model_name_is_the_same_from_the_database_as_from_the_files(sqlite_url: str) -> None:
+    """The server names the model it expects from the guide base in its database; the
+    training script from the YAML files. Rows come back in another order than the files
+    list them, and a freshly trained model must not be reported stale because of it."""
+    engine = make_engine(sqlite_url)
+    try:
+        migrate(engine)
+        ensure_loaded(engine)
+        stored = load_stored(engine)
+    finally:
+        engine.dispose()
+    files = load_guide()
+    assert list(stored.items) != list(files.items)  # the orders really differ
+    assert model_name(stored) == model_name(files)
 
 
 def test_parse_result_mapping() -> None:
