@@ -1,5 +1,6 @@
-"""Agent replies that a channel could not deliver (WeChat 客服消息 refused): what the agent
-is told, and the replies left as 留言 to go out when the citizen writes again.
+"""Agent replies that a channel could not deliver (WeChat 客服消息 refused, a webhook
+client's callback URL failing): what the agent is told, and the replies left as 留言 to go
+out when the citizen writes again.
 
 Both are events of type ``delivery`` in the conversation's log, shown only in the agent
 console: ``{"of": <seq of the agent message>, "ok": false, "code", "text"}`` for a failure,
@@ -17,8 +18,20 @@ TOO_MANY = 45047  # too many 客服消息 before the citizen replies
 LEAVE = "可以把这条回复留作留言，市民下次发消息时自动送达。"
 
 
+class Undelivered(Exception):
+    """A push a channel gave up on, with what the agent reads (``text``) and a code (an
+    HTTP status, say) or None. Channels other than WeChat raise this."""
+
+    def __init__(self, code: int | None, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
 def problem_text(exc: BaseException) -> tuple[int | None, str]:
-    """(WeChat error code or None, what the agent reads on the message)."""
+    """(WeChat error code, a channel's code, or None; what the agent reads on the message)."""
+    if isinstance(exc, Undelivered):
+        return exc.code, exc.text
     code = getattr(exc, "errcode", None)
     code = code if isinstance(code, int) and code > 0 else None
     if code == OUTSIDE_WINDOW:

@@ -58,7 +58,10 @@ class Conflict(DeskError):
 
 
 class ReplySink(Protocol):
-    """Pushes that do not ride on a request (WeChat 客服消息)."""
+    """Pushes that do not ride on a request (WeChat 客服消息, a webhook client's callback
+    URL). A sink with ``queued = True`` retries by itself for a while: the desk runs its
+    pushes in the background, in order per conversation, and records a final failure on
+    the message (``delivery``) instead of making the agent wait."""
 
     async def push(self, conversation_id: str, replies: Sequence[Reply]) -> None: ...
 
@@ -143,6 +146,8 @@ class AgentDesk:
         self.sink = sink or (lambda channel: None)  # channel name → where to push
         self.citizens: dict[str, bool] = {}  # conversation → citizen socket open (any process)
         self._outbound: dict[str, asyncio.Lock] = {}
+        self._later: dict[str, asyncio.Lock] = {}  # queued sinks' pushes, in order
+        self._pushes: set[asyncio.Task[None]] = set()
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
@@ -185,7 +190,8 @@ class AgentDesk:
     async def after_message(self, conversation_id: str, events: list[dict[str, Any]]) -> None:
         """The database first (the handoff record, a cancellation, a rating), then the bus,
         which never fails the message: a Redis outage at 转人工 strands nobody."""
-        if any(e["type"] == "user" and e.get("channel") == "wechat" for e in events):
+        if any(e["type"] == "user" and self.sink(str(e.get("channel"))) is not None
+               for e in events):
             await self._deliver_held(conversation_id)
         for e in events:
             if e["type"] == "mode" and e.get("mode") == ConversationMode.WAITING_AGENT:
@@ -220,15 +226,24 @@ class AgentDesk:
             await self.bus.publish(QUEUE, {"cid": cid})
 
     async def _tell(self, cid: str, text: str) -> None:
-        await self._change(cid, lambda conv: [_bot(text)])
-        await self._push(cid, [Reply(text)])
+        logged = await self._change(cid, lambda conv: [_bot(text)])
+        await self._push(cid, [Reply(text)], of=_last_seq(logged) or None)
 
-    async def _push(self, cid: str, replies: list[Reply]) -> BaseException | None:
-        """Channels whose citizens have no socket to wake (WeChat) get a push, in order;
-        what went wrong, or None."""
+    async def _push(self, cid: str, replies: list[Reply], *, of: int | None = None,
+                    then: Callable[[], Any] | None = None,
+                    mark: bool = True) -> BaseException | None:
+        """Channels whose citizens have no socket to wake (WeChat, a webhook client's
+        callback) get a push, in order; what went wrong, or None. ``of``: the event the
+        push carries. A queued sink's push runs in the background: its failure is recorded
+        on ``of`` (unless not ``mark``), its success runs ``then``."""
         conv = await self._run(self.store.load, cid)
         sink = self.sink(conv.channel) if conv is not None else None
         if sink is None:
+            return None
+        if getattr(sink, "queued", False):
+            task = asyncio.create_task(self._push_later(sink, cid, replies, of, then, mark))
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
             return None
         try:
             await sink.push(cid, replies)
@@ -236,7 +251,37 @@ class AgentDesk:
             # Stored in the log either way; an agent's reply is marked for the agent.
             log.warning("could not push to conversation %s: %s", cid, exc)
             return exc
+        if then is not None:
+            await then()
         return None
+
+    async def _push_later(self, sink: ReplySink, cid: str, replies: list[Reply],
+                          of: int | None, then: Callable[[], Any] | None, mark: bool) -> None:
+        # Tasks are created in the order of the pushes and the lock is fair: in order.
+        async with self._later.setdefault(cid, asyncio.Lock()):
+            try:
+                await sink.push(cid, replies)
+            except asyncio.CancelledError:
+                if mark:  # shutting down: recorded, never dropped silently
+                    await self._undelivered(cid, of, delivery.Undelivered(
+                        None, "服务重启时这条消息还没有送达。" + delivery.LEAVE))
+                raise
+            except Exception as exc:
+                log.warning("could not push to conversation %s: %s", cid, exc)
+                if mark:
+                    await self._undelivered(cid, of, exc)
+                return
+            if then is not None:
+                await then()
+
+    async def _undelivered(self, cid: str, of: int | None, exc: BaseException) -> None:
+        """A failed push, shown to the agent on the message it carried."""
+        code, why = delivery.problem_text(exc)
+        try:
+            await self._change(cid, lambda conv: [Event("delivery", {
+                "of": of, "ok": False, "code": code, "text": why})])
+        except Exception:
+            log.exception("could not record the failed push to conversation %s", cid)
 
     # --- agent actions --------------------------------------------------------------------
 
@@ -281,7 +326,8 @@ class AgentDesk:
         """The web page shows the mode change; a WeChat citizen has no page, so is told
         (before any of the agent's messages: same lock as ``say``)."""
         async with self._outbound.setdefault(cid, asyncio.Lock()):
-            await self._push(cid, [Reply(JOINED)])
+            # Carried on the change of hands (the log's last event now).
+            await self._push(cid, [Reply(JOINED)], of=await self._run(self.store.last_seq, cid))
 
     async def say(self, agent: Agent, cid: str, text: str, client_id: str,
                   card_: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -301,12 +347,10 @@ class AgentDesk:
             logged = await self._change(cid, append, message_id=f"agent:{agent.id}:{client_id}")
             if logged:
                 await self._run(self.agents.first_response, h.id)
-                exc = await self._push(cid, [Reply(text, (), card_)])
+                seq = int(logged[-1]["seq"])
+                exc = await self._push(cid, [Reply(text, (), card_)], of=seq)
                 if exc is not None:
-                    code, why = delivery.problem_text(exc)
-                    seq = logged[-1]["seq"]
-                    await self._change(cid, lambda conv: [Event("delivery", {
-                        "of": seq, "ok": False, "code": code, "text": why})])
+                    await self._undelivered(cid, seq, exc)
         return logged
 
     async def hold(self, agent: Agent, cid: str, seq: int) -> None:
@@ -315,7 +359,10 @@ class AgentDesk:
         await self._own(agent, cid)
 
         def mark(conv: Conversation) -> list[Event]:
-            if not delivery.failed(self.store.events(cid), seq):
+            events = self.store.events(cid)
+            if not any(e["seq"] == seq and e["type"] == "agent" for e in events):
+                raise Conflict("只有帮办人员的回复可以留作留言")
+            if not delivery.failed(events, seq):
                 raise Conflict("这条消息没有发送失败，或已留作留言")
             return [Event("delivery", {"of": seq, "held": True,
                                        "text": "已留作留言：市民下次发消息时自动送达"})]
@@ -328,9 +375,15 @@ class AgentDesk:
         async with self._outbound.setdefault(cid, asyncio.Lock()):
             for e in waiting:
                 reply = Reply(str(e.get("text", "")), (), e.get("card"))
-                if await self._push(cid, [reply]) is not None:
-                    return  # still refused: they stay held
-                await self._change(cid, _delivered(int(e["seq"])))
+                seq = int(e["seq"])
+
+                async def delivered(seq: int = seq) -> None:
+                    await self._change(cid, _delivered(seq))
+
+                # Still refused: it stays held (not marked failed again).
+                if await self._push(cid, [reply], of=seq, then=delivered,
+                                    mark=False) is not None:
+                    return
 
     async def insert(self, agent: Agent, cid: str, entry_id: str, kind: str,
                      client_id: str) -> list[dict[str, Any]]:
@@ -369,8 +422,10 @@ class AgentDesk:
         if to_agent is not None:
             target = await self._run(self.agents.get, to_agent)
             load = await self._run(self.agents.load)
-            if target is None or not can_take(target, h.department, load.get(to_agent, 0)):
-                raise NotAllowed("对方不在线、没有这个业务技能或接待已满")
+            # A named colleague is the agent's own choice: skills route the queue, not this
+            # (the console lists everyone; it was refused for a colleague of another skill).
+            if target is None or not can_take(target, None, load.get(to_agent, 0)):
+                raise NotAllowed("对方不在线或接待已满，请刷新列表后重试")
             if not await self._run(self.agents.reassign, h.id, owner, to_agent):
                 raise Conflict("转接失败，请刷新后重试")
             logged = await self._change(cid, lambda conv: [Event("mode", {
@@ -399,7 +454,7 @@ class AgentDesk:
             return [Event("mode", {"mode": conv.mode.value, "reason": reason}), _bot(text)]
 
         logged = await self._change(cid, requeue)
-        await self._push(cid, [Reply(text)])
+        await self._push(cid, [Reply(text)], of=_last_seq(logged) or None)
         await self.bus.publish(QUEUE, {"cid": cid})
         return _last_seq(logged)
 
@@ -430,7 +485,7 @@ class AgentDesk:
 
         logged = await self._change(cid, end)
         await self._run(self.agents.end, h.id, outcome, summary)
-        await self._push(cid, [Reply(text, RATING_BUTTONS)])
+        await self._push(cid, [Reply(text, RATING_BUTTONS)], of=_last_seq(logged) or None)
         await self.bus.publish(QUEUE, {"cid": cid})
         if h.agent_id is not None:
             await self.bus.publish(agent_topic(h.agent_id), {"cid": cid})
@@ -478,7 +533,13 @@ class AgentDesk:
                 log.exception("agent desk heartbeat failed")
 
     async def release(self) -> None:
-        """Shutting down: this process's sockets count as closed now (grace starts)."""
+        """Shutting down: this process's sockets count as closed now (grace starts); pushes
+        still being retried are stopped and recorded as not delivered."""
+        pending = list(self._pushes)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         async with self._lease_lock:
             self._sockets.clear()
             await self._run(self.agents.release, self.process_id)

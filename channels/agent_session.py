@@ -311,5 +311,6 @@ def event_frame(cid: str, e: dict[str, Any]) -> dict[str, Any]:
             "kind": e["type"], "from": frm, "text": text, "card": e.get("card"),
             "buttons": e.get("buttons", []), "agent": e.get("agent"),
             "mode": e.get("mode"), "client_id": e.get("message_id"),
-            **({"of": e.get("of"), "ok": e.get("ok"), "held": bool(e.get("held"))}
+            **({"of": e.get("of"), "ok": e.get("ok"), "held": bool(e.get("held")),
+                "code": e.get("code")}
                if e["type"] == "delivery" else {})}

@@ -36,6 +36,7 @@ from assistant.bus import BEAT, BusMonitor, Peer, make_bus
 from assistant.desk import AgentDesk, ReplySink, conv_topic
 from assistant.signin import Backoff, SignInThrottle
 from channels.agent_session import AgentSession, newer, search_items
+from channels.callback import CallbackSink
 from channels.staff import (
     COOKIE,
     Staff,
@@ -99,9 +100,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     bus = make_bus(settings.redis_url, settings.redis_prefix)
     await bus.start()
 
+    callback = CallbackSink.from_settings(settings)  # webhook clients' DAOBAN_CALLBACK_URL
+
     def sink(channel: str) -> ReplySink | None:
         wechat: ReplySink | None = getattr(app.state, "wechat", None)
-        return wechat if channel == "wechat" else None
+        return wechat if channel == "wechat" else callback if channel == "rasa" else None
 
     idle = timedelta(minutes=settings.agent_idle_minutes)
     desk = AgentDesk(services.assistant, SqlAgentStore(engine, idle), bus,
@@ -155,6 +158,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         unsubscribe()
         services.assistant.desk = None
         await bus.close()
+        if callback is not None:
+            await callback.close()
 
 
 router = APIRouter(lifespan=lifespan)

@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     # server's clock is refused, and each (timestamp, nonce) is accepted once in that window.
     wechat_max_clock_skew: float = 300.0  # seconds
 
+    # Rasa's callback convention for webhook clients (channels/callback.py): the agent's
+    # messages and the desk's notices for ``rasa:<sender>`` conversations are POSTed here,
+    # signed with the secret (HMAC-SHA256), retried callback_attempts times with back-off
+    # doubling from callback_backoff seconds. No URL: webhook clients get replies only in
+    # the answers to their own requests.
+    callback_url: str | None = None
+    callback_secret: str | None = None
+    callback_attempts: int = 5
+    callback_backoff: float = 1.0  # seconds before the second attempt; doubles each time
+    callback_timeout: float = 5.0  # seconds per attempt
+
     # --- Security (docs/security.md) ---
     # The server's API token: opens every conversation through the REST API (as Rasa's
     # ``?token=``), webhook ones included. None: only each conversation's own token does.
@@ -106,6 +117,13 @@ class Settings(BaseSettings):
     # addresses or networks, comma-separated ("10.0.0.5, 10.1.0.0/16").
     metrics_token: str | None = None
     metrics_allow: str = ""
+
+    @model_validator(mode="after")
+    def _callback_is_http(self) -> Settings:
+        url = self.callback_url
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("DAOBAN_CALLBACK_URL must be an http:// or https:// URL")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Settings:

@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,7 +112,7 @@ def test_a_poll_with_nothing_new_waits_then_answers_empty(
 
 def test_the_poll_is_opened_by_the_conversations_token_only(client: TestClient) -> None:
     cid, auth = rest_conversation(client)
-    other, other_auth = rest_conversation(client)
+    _, other_auth = rest_conversation(client)
     url = f"/api/v1/conversations/{cid}/events"
     none = client.get(url)
     assert none.status_code == 401 and none.json()["code"] == "conversation_token_required"
@@ -122,7 +121,7 @@ def test_the_poll_is_opened_by_the_conversations_token_only(client: TestClient) 
         r = client.get(url, params={"wait": 5}, headers=headers)
         # A wrong token and an unknown conversation look alike (as GET /conversations/{id}).
         assert r.status_code == 404 and r.json()["code"] == "conversation_not_found"
-    assert client.get(f"/api/v1/conversations/nope/events", headers=auth).status_code == 404
+    assert client.get("/api/v1/conversations/nope/events", headers=auth).status_code == 404
     assert client.get(url, headers={"X-Conversation-Token": auth["Authorization"][7:]}
                       ).status_code == 200
     assert client.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
