@@ -24,6 +24,12 @@ from assistant.desk import QUEUE, AgentDesk, DeskError, agent_topic, conv_topic
 MAX_FRAME = 16 * 1024
 AUTH_TTL = 2.0  # seconds a console's access to a conversation is trusted without a change
 SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment", "delivery")
+TYPING = "typing"  # bus topic: a citizen is typing ({"cid"}); consoles filter by what they watch
+
+
+def typing_topic(cid: str) -> str:
+    """Bus topic: an agent is typing in conversation ``cid`` (its citizen's sockets)."""
+    return f"typing:{cid}"
 
 
 def search_items(desk: AgentDesk, q: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -91,9 +97,13 @@ class AgentSession:
                 await self.send({"type": "citizen", "conversation_id": m["cid"],
                                  "online": bool(m.get("online"))})
 
+        async def typing(m: dict[str, Any]) -> None:
+            if m.get("cid") in self.sent:
+                await self.send({"type": "typing", "conversation_id": m["cid"]})
+
         self._other = [bus.subscribe(QUEUE, queue_changed),
                        bus.subscribe(agent_topic(self.agent.id), mine_changed),
-                       bus.subscribe("citizen", citizen)]
+                       bus.subscribe("citizen", citizen), bus.subscribe(TYPING, typing)]
         self.socket_id = await self.desk.connected(self.agent)
         await self.refresh()
         self.welcomed = True
@@ -273,6 +283,10 @@ class AgentSession:
             summary = str(f.get("summary") or "")
             await self.hand_on(cid, lambda: desk.close(agent, cid, summary))
             await self.send({"type": "ended", "conversation_id": cid, "outcome": "closed"})
+        elif kind == "typing":  # shown to the citizen only for a conversation on screen
+            if cid in self.sent:
+                await desk.bus.publish(typing_topic(cid), {"from": "agent"})
+            return
         elif kind == "search":
             await self.send({"type": "items", "items": search_items(desk, str(f.get("q", "")))})
         else:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -28,6 +29,7 @@ from fastapi import (
 )
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.agents import SqlAgentStore
@@ -35,7 +37,8 @@ from assistant.agents import migrate as migrate_agents
 from assistant.bus import BEAT, BusMonitor, Peer, make_bus
 from assistant.desk import AgentDesk, ReplySink, conv_topic
 from assistant.signin import Backoff, SignInThrottle
-from channels.agent_session import AgentSession, newer, search_items
+from channels.agent_canned import router as canned_router
+from channels.agent_session import TYPING, AgentSession, newer, search_items, typing_topic
 from channels.callback import CallbackSink
 from channels.staff import (
     COOKIE,
@@ -53,12 +56,16 @@ log = logging.getLogger(__name__)
 
 
 class CitizenSockets:
-    """Citizens' open sockets in this process, woken through the bus."""
+    """Citizens' open sockets in this process, woken through the bus; typing indicators
+    between a citizen and the console (topics ``typing`` and ``typing:<conversation>``)."""
+
+    TYPING_EVERY = 1.5  # seconds: a citizen's typing is passed on at most this often
 
     def __init__(self, desk: AgentDesk) -> None:
         self.desk = desk
         self._subs: dict[int, tuple[str, Callable[[], None]]] = {}
         self._count: dict[str, int] = {}
+        self._typed: dict[int, float] = {}
 
     async def watch(self, session: ChatSession) -> None:
         await self.leave(session)
@@ -69,12 +76,32 @@ class CitizenSockets:
                 with contextlib.suppress(Exception):  # a closed socket: nothing to wake
                     await session.flush()
 
-        self._subs[id(session)] = (cid, self.desk.bus.subscribe(conv_topic(cid), wake))
+        async def typing(message: dict[str, Any]) -> None:
+            with contextlib.suppress(Exception):
+                await session.send({"type": "typing"})
+
+        subs = (self.desk.bus.subscribe(conv_topic(cid), wake),
+                self.desk.bus.subscribe(typing_topic(cid), typing))
+
+        def unsubscribe() -> None:
+            for u in subs:
+                u()
+
+        self._subs[id(session)] = (cid, unsubscribe)
         self._count[cid] = self._count.get(cid, 0) + 1
         if self._count[cid] == 1:
             await self.desk.citizen_presence(cid, True)
 
+    async def typing(self, session: ChatSession) -> None:
+        """The citizen is typing: the consoles watching the conversation show it."""
+        now = time.monotonic()
+        if not session.cid or now - self._typed.get(id(session), -1e9) < self.TYPING_EVERY:
+            return
+        self._typed[id(session)] = now
+        await self.desk.bus.publish(TYPING, {"cid": session.cid, "from": "citizen"})
+
     async def leave(self, session: ChatSession) -> None:
+        self._typed.pop(id(session), None)
         sub = self._subs.pop(id(session), None)
         if sub is None:
             return
@@ -163,6 +190,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(lifespan=lifespan)
+router.include_router(canned_router)
+
+
+class ConsoleSettings(BaseSettings):
+    """The console's own settings (``DAOBAN_SLA_SECONDS``): a chat whose citizen has
+    waited longer than this is highlighted, in the queue and in the chat lists."""
+
+    model_config = SettingsConfigDict(env_prefix="DAOBAN_", extra="ignore")
+    sla_seconds: float = Field(default=120.0, gt=0)
+
+
+def _console_settings(app: Any) -> ConsoleSettings:
+    got: ConsoleSettings | None = getattr(app.state, "console_settings", None)
+    if got is None:
+        got = app.state.console_settings = ConsoleSettings()
+    return got
 
 
 class Login(BaseModel):
@@ -241,8 +284,8 @@ async def logout(request: Request) -> JSONResponse:
 
 
 @router.get("/agent/api/me")
-async def me(agent: Staff) -> dict[str, Any]:
-    return agent.as_dict()
+async def me(request: Request, agent: Staff) -> dict[str, Any]:
+    return {**agent.as_dict(), "sla_seconds": _console_settings(request.app).sla_seconds}
 
 
 @router.get("/agent/api/items")

@@ -146,6 +146,8 @@ class CitizenWatch(Protocol):
 
     async def leave(self, session: ChatSession) -> None: ...
 
+    async def typing(self, session: ChatSession) -> None: ...
+
 
 class ChatSession:
     """One websocket connection of one conversation."""
@@ -330,6 +332,9 @@ class ChatSession:
             await self.error("bad_frame", "请先发送 hello。")
         elif kind == "message":
             await self.message(frame)
+        elif kind == "typing":  # shown on the console of an agent watching (no reply)
+            if self.citizens is not None:
+                await self.citizens.typing(self)
         else:
             await self.error("bad_frame", "不认识的消息类型。")
 

@@ -3,14 +3,31 @@
 // What the agent sends (replies, notes, cards) goes through an outbox, as on the citizen
 // page: each has a client id, stays (also across a reload) until the server acknowledges
 // it, is sent again after a reconnect, and the server processes a client id once.
+// agent-attention.js (unread, sound, title, SLA) and agent-canned.js (常用语) hook in
+// through window.daobanConsole.
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var ws = null, me = null, current = null, lastSeq = {}, retry = 0, lists = null;
   var outbox = [];  // [{frame, label}] not yet acknowledged
   var citizenOnline = {};
+  var watched = {};  // conversation id -> true once "open" was sent on this socket
+  var titles = {};   // conversation id -> {button payload -> title}
+  var typingTimer = null, typingSent = 0;
   var next = $("login").getAttribute("data-next") || "";
   $("login-next").hidden = !next;
+  var hooks = {};
+  var D = window.daobanConsole = {
+    on: function (name, fn) { (hooks[name] = hooks[name] || []).push(fn); },
+    emit: function (name) {
+      var args = Array.prototype.slice.call(arguments, 1);
+      (hooks[name] || []).forEach(function (fn) { fn.apply(null, args); });
+    },
+    me: function () { return me; },
+    current: function () { return current; },
+    lists: function () { return lists; },
+    send: send, el: el, label: label, enqueue: enqueue, renderLists: function () { if (lists) renderLists(); }
+  };
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -23,7 +40,27 @@
   function cid() { return "k-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8); }
   function conn(text, lost) { var c = $("conn"); c.hidden = !text; c.textContent = text || ""; c.className = lost ? "conn lost" : "conn"; }
   function mins(s) { return s < 60 ? s + " 秒" : Math.floor(s / 60) + " 分钟"; }
+  D.mins = mins;
+  // Event times are UTC; one without a zone is read as UTC, not as the browser's local time.
+  function at(s) { s = String(s || ""); return Date.parse(/(Z|[+-]\d\d:?\d\d)$/.test(s) ? s : s + "Z"); }
+  D.at = at;
   var REASONS = { requested: "市民要求", complaint: "投诉", transfer: "转接", agent_lost: "帮办断线" };
+  var CHANNELS = { web: "网页", wechat: "微信", rest: "接口", cli: "终端" };
+  // Titles of the buttons the bot offers, for a press whose button is not in the log.
+  var PRESSED = { "/walk": "逐项核对材料", "/materials": "查看材料", "/where": "在哪办", "/human": "转人工",
+    "/bot": "返回机器人", "/yes": "是的", "/no": "不是", "/have": "有", "/missing": "没有", "/unsure": "不清楚",
+    "/nocomment": "没有意见", "/rate:5": "非常满意", "/rate:4": "满意", "/rate:3": "一般", "/rate:2": "不满意",
+    "/rate:1": "非常不满意" };
+
+  // A citizen's button press is stored as its payload ("/walk", "/pick:…"): shown as the
+  // button's title. Returns {text, pressed}.
+  function label(conversation, text) {
+    var t = String(text || "");
+    if (t.charAt(0) !== "/" || /\s/.test(t)) return { text: t, pressed: false };
+    var own = titles[conversation] || {};
+    var title = own[t] || PRESSED[t] || (/^\/pick:/.test(t) ? "选择了一个事项" : /^\/sit:/.test(t) ? "选择了办事情形" : "点了一个按钮");
+    return { text: title, pressed: true };
+  }
 
   async function login(ev) {
     ev.preventDefault();
@@ -42,13 +79,16 @@
     $("login").hidden = true; $("desk").hidden = false; $("who").hidden = false;
     $("me").textContent = me.name + (me.role !== "agent" ? "（值班长）" : "");
     $("chats-title").textContent = me.role !== "agent" ? "全部进行中的会话" : "我的会话";
+    D.emit("start", me);
     connect();
   }
 
   function connect() {
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/agent");
+    watched = {};
     ws.onopen = function () {
       retry = 0; conn(""); send({ type: "hello", last_seqs: lastSeq });
+      Object.keys(lastSeq).forEach(function (c) { watched[c] = true; });
       outbox.forEach(function (o) { send(o.frame); });  // processed once by the server
       renderOutbox();
     };
@@ -63,55 +103,102 @@
 
   function handle(f) {
     if (f.type === "ping") return send({ type: "pong" });
-    if (f.type === "lists") { lists = f; renderLists(); }
+    if (f.type === "lists") { lists = f; lists.at = Date.now(); watchChats(); D.emit("lists", f); D.renderLists(); renderAgents(); }
     else if (f.type === "event") addEvent(f);
     else if (f.type === "context") renderContext(f);
     else if (f.type === "claimed") openChat(f.conversation_id);
     else if (f.type === "ack") acked(f);
     else if (f.type === "citizen") { citizenOnline[f.conversation_id] = f.online; renderHead(); }
+    else if (f.type === "typing") showTyping(f);
     else if (f.type === "items") renderItems(f.items);
     else if (f.type === "error" && f.client_id) failed(f.client_id, f.message);
-    else if (f.type === "error") alert(f.message);
-    else if (f.type === "ended" || f.type === "transferred" || f.type === "unwatched") {
-      if (f.conversation_id === current) $("chat-head").textContent = "会话已结束或已转出。";
+    else if (f.type === "error") problem(f.message);
+    else if (f.type === "transferred" && f.conversation_id === current) {
+      $("chat-head").textContent = "已转出：" + ($("to-agent").selectedOptions[0] && $("to-agent").value ? $("to-agent").selectedOptions[0].textContent : "转入排队");
+      delete watched[f.conversation_id];
+      D.emit("gone", f.conversation_id);
     }
+    else if (f.type === "ended" || f.type === "transferred" || f.type === "unwatched") {
+      delete watched[f.conversation_id];
+      if (f.type === "unwatched") delete lastSeq[f.conversation_id];
+      if (f.conversation_id === current) $("chat-head").textContent = "会话已结束或已转出。";
+      D.emit("gone", f.conversation_id);
+    }
+  }
+
+  // Every chat in the list is watched (its events arrive even when another is open): the
+  // unread counts and previews of agent-attention.js come from them.
+  function watchChats() {
+    lists.chats.forEach(function (it) {
+      var c = it.conversation_id;
+      if (!watched[c]) { watched[c] = true; send({ type: "open", conversation_id: c, last_seq: lastSeq[c] || 0 }); }
+    });
   }
 
   function renderLists() {
     var q = $("queue"); q.innerHTML = "";
     $("queue-count").textContent = "(" + lists.queue.length + ")";
+    var age = Math.floor((Date.now() - lists.at) / 1000);  // since the list came
     lists.queue.forEach(function (it) {
       var d = el("div", "item");
+      d.setAttribute("data-cid", it.conversation_id);
+      d.onclick = function () { openChat(it.conversation_id); };
+      var wait = it.waiting_seconds + age, total = it.total_seconds + age;
       d.appendChild(el("div", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
-      d.appendChild(el("div", "meta", "等待 " + mins(it.waiting_seconds) +
-        (it.total_seconds > it.waiting_seconds + 5 ? "（共 " + mins(it.total_seconds) + "）" : "") + " · " + (REASONS[it.reason] || it.reason) +
-        " · " + it.channel + (it.citizen_online === false ? " · 市民已离开" : "")));
+      d.appendChild(el("div", "meta wait", "等待 " + mins(wait) +
+        (total > wait + 5 ? "（共 " + mins(total) + "）" : "") + " · " + (REASONS[it.reason] || it.reason) +
+        " · " + (CHANNELS[it.channel] || it.channel) + (it.citizen_online === false ? " · 市民已离开" : "")));
       var b = el("button", "btn primary", "接入"); b.type = "button";
-      b.onclick = function () { send({ type: "claim", conversation_id: it.conversation_id }); };
+      b.onclick = function (ev) { ev.stopPropagation(); send({ type: "claim", conversation_id: it.conversation_id }); };
       var v = el("button", "btn", "查看"); v.type = "button";
-      v.onclick = function () { openChat(it.conversation_id); };
-      d.appendChild(b); d.appendChild(v); q.appendChild(d);
+      v.onclick = function (ev) { ev.stopPropagation(); openChat(it.conversation_id); };
+      d.appendChild(b); d.appendChild(v);
+      D.emit("queueItem", it, d, wait);
+      q.appendChild(d);
     });
     var c = $("chats"); c.innerHTML = "";
     lists.chats.forEach(function (it) {
       var d = el("div", "item" + (it.conversation_id === current ? " active" : ""));
-      d.appendChild(el("div", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
-      d.appendChild(el("div", "meta", (it.mine ? "我负责" : it.agent) + (it.citizen_online === false ? " · 市民已离开" : "")));
+      d.setAttribute("data-cid", it.conversation_id);
+      var head = el("div", "head");
+      head.appendChild(el("span", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
+      d.appendChild(head);
+      d.appendChild(el("div", "meta", (it.mine ? "我负责" : it.agent) + " · " + (CHANNELS[it.channel] || it.channel) +
+        (it.citizen_online === false ? " · 市民已离开" : "")));
       d.onclick = function () { openChat(it.conversation_id); };
+      D.emit("chatItem", it, d);
       c.appendChild(d);
-    });
-    var sel = $("to-agent"); sel.innerHTML = '<option value="">选择帮办人员</option>';
-    (lists.agents || []).forEach(function (a) {
-      if (me && a.id === me.id) return;
-      var o = el("option", "", a.name + "（" + ({ online: "在线", away: "离开", offline: "离线" }[a.presence]) + "，" + a.busy + "/" + a.max_chats + "）");
-      o.value = a.id; sel.appendChild(o);
     });
   }
 
+  // The transfer list is rebuilt only when the agents change, so an open dropdown and the
+  // agent's choice survive list updates.
+  var agentsShown = "";
+  function renderAgents() {
+    var sel = $("to-agent"), keep = sel.value;
+    var others = (lists.agents || []).filter(function (a) { return !me || a.id !== me.id; });
+    var sig = JSON.stringify(others);
+    if (sig === agentsShown) return;
+    agentsShown = sig;
+    sel.innerHTML = '<option value="">选择帮办人员</option>';
+    others.forEach(function (a) {
+      var o = el("option", "", a.name + "（" + ({ online: "在线", away: "离开", offline: "离线" }[a.presence]) + "，" + a.busy + "/" + a.max_chats + "）");
+      o.value = a.id; sel.appendChild(o);
+    });
+    sel.value = keep;
+    if (sel.value !== keep) sel.value = "";
+  }
+
   function openChat(id) {
-    if (current !== id) { current = id; $("log").innerHTML = ""; lastSeq[id] = 0; outbox.forEach(pendingRow); }
+    if (current !== id) {
+      current = id; $("log").innerHTML = ""; $("typing").textContent = "";
+      lastSeq[id] = 0; outbox.forEach(pendingRow);
+    }
+    watched[id] = true;
     send({ type: "open", conversation_id: id, last_seq: lastSeq[id] || 0 });
-    renderHead(); if (lists) renderLists();
+    D.emit("opened", id);
+    renderHead(); D.renderLists();
+    $("msg").focus();
   }
   function renderHead() {
     if (!current) return;
@@ -119,20 +206,33 @@
     $("chat-head").textContent = "会话 " + current.slice(0, 8) + (on === false ? "（市民已断开）" : on ? "（市民在线）" : "");
   }
   function renderContext(f) {
-    var c = $("context"); c.innerHTML = "";
     if (f.conversation_id !== current) return;
+    var c = $("context"); c.innerHTML = "";
     if (f.citizen_online !== null && f.citizen_online !== undefined) citizenOnline[current] = f.citizen_online;
     renderHead();
     c.appendChild(el("p", "", f.current_item ? f.current_item.name + "（" + (f.current_item.department || "") + "）" : "市民还没说到具体事项"));
-    if (f.checklist) {
-      c.appendChild(el("p", "", "已备：" + (f.checklist.ready.join("、") || "无")));
-      c.appendChild(el("p", "", "待准备：" + (f.checklist.to_get.join("、") || "无")));
-    }
+    c.appendChild(el("p", "", "渠道：" + (CHANNELS[f.channel] || f.channel || "")));
+    D.emit("context", f);
   }
+  // A refused action, said on the page (an alert() would block the console).
+  var problemTimer = null;
+  function problem(text) {
+    var p = $("desk-error"); p.textContent = text; p.hidden = false;
+    clearTimeout(problemTimer);
+    problemTimer = setTimeout(function () { p.hidden = true; }, 8000);
+  }
+  function nearBottom() { var l = $("log"); return l.scrollHeight - l.scrollTop - l.clientHeight < 80; }
+  function toBottom() { var l = $("log"); l.scrollTop = l.scrollHeight; }
   function addEvent(f) {
-    lastSeq[f.conversation_id] = Math.max(lastSeq[f.conversation_id] || 0, f.seq);
-    if (f.conversation_id !== current) return;
+    var c = f.conversation_id;
+    lastSeq[c] = Math.max(lastSeq[c] || 0, f.seq);
+    if (f.from === "bot" || f.from === "agent") {
+      (f.buttons || []).forEach(function (b) { if (b && b.payload) (titles[c] = titles[c] || {})[b.payload] = b.title; });
+    }
+    D.emit("event", f);
+    if (c !== current) return;
     if (f.kind === "delivery" && delivery(f)) return;
+    var stick = nearBottom() || f.from === "agent";
     var mine = f.client_id && rowOf(String(f.client_id).split(":").pop());
     if (mine && !mine.classList.contains("failed")) mine.parentNode.removeChild(mine);
     var cls = { citizen: "citizen", bot: "bot", agent: "agent", system: "system", note: "note" }[f.from] || "system";
@@ -140,11 +240,19 @@
     var b = el("div", "bubble");
     var who = { citizen: "市民", bot: "导办助手", agent: f.agent || "帮办", note: "内部备注", system: "" }[f.from];
     if (who) b.appendChild(el("p", "who", who));
-    b.appendChild(el("p", "text", f.text));
+    var shown = f.from === "citizen" ? label(c, f.text) : { text: f.text, pressed: false };
+    var p = el("p", "text" + (shown.pressed ? " pressed" : ""), shown.text);
+    if (shown.pressed) p.title = "市民点了按钮";
+    b.appendChild(p);
+    if (f.from === "bot" && f.buttons && f.buttons.length) {
+      b.appendChild(el("p", "choices", "按钮：" + f.buttons.map(function (x) { return x.title; }).join(" ｜ ")));
+    }
+    if (f.at && f.from !== "system" && at(f.at)) b.appendChild(el("p", "at", new Date(at(f.at)).toLocaleTimeString("zh-CN", { hour12: false })));
     row.appendChild(b);
     row.setAttribute("data-seq", f.seq);
     $("log").insertBefore(row, $("log").querySelector(".row.pending"));  // unsent ones stay last
-    $("log").scrollTop = $("log").scrollHeight;
+    if (stick) toBottom();
+    if (f.from === "citizen") $("typing").textContent = "";
   }
 
   // A WeChat reply that did not go out: shown on the message, with the way to leave it as a 留言.
@@ -162,6 +270,21 @@
       b.appendChild(btn);
     }
     return true;
+  }
+
+  // ---- typing, both ways ----
+  function showTyping(f) {
+    if (f.conversation_id !== current) return;
+    $("typing").textContent = "市民正在输入…";
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { $("typing").textContent = ""; }, 4000);
+  }
+  function typed() {
+    if (!current || Date.now() - typingSent < 2000 || !$("msg").value.trim() || $("msg").value.charAt(0) === "/") return;
+    var mine = lists && lists.chats.some(function (it) { return it.conversation_id === current && it.mine; });
+    if (!mine) return;  // a chat only looked at: the citizen is not told anyone is writing
+    typingSent = Date.now();
+    send({ type: "typing", conversation_id: current });
   }
 
   // ---- outbox ----
@@ -190,16 +313,16 @@
     b.appendChild(el("p", "text", o.label));
     b.appendChild(el("p", "status", "未发送"));
     row.appendChild(b); $("log").appendChild(row);
-    $("log").scrollTop = $("log").scrollHeight;
+    toBottom();
   }
   function renderOutbox() {
     var box = $("outbox"), n = outbox.length;
     box.hidden = !n;
     box.textContent = n ? "未发送 " + n + " 条：" + (connected() ? "等待服务器确认……" : "连接恢复后自动重发") : "";
   }
-  function enqueue(frame, label) {
+  function enqueue(frame, text) {
     frame.client_id = cid();
-    var o = { frame: frame, label: label };
+    var o = { frame: frame, label: text };
     outbox.push(o); saveOutbox(); pendingRow(o); renderOutbox();
     send(frame);
   }
@@ -218,7 +341,7 @@
   function failed(id, message) {
     drop(id);
     var row = rowOf(id);
-    if (!row) { alert(message); return; }
+    if (!row) { problem(message); return; }
     row.classList.remove("pending"); row.classList.add("failed");
     row.querySelector(".status").textContent = "未发送：" + message;
   }
@@ -239,17 +362,24 @@
     enqueue({ type: "insert", conversation_id: current, entry_id: id, kind: kind },
             kind === "materials" ? "（材料清单）" : "（事项卡片）");
   }
-
-  $("login").addEventListener("submit", login);
-  $("logout").onclick = async function () { await fetch("/agent/logout", { method: "POST" }); location.reload(); };
-  $("presence").onchange = function () { send({ type: "presence", status: this.value }); };
-  $("composer").addEventListener("submit", function (ev) {
-    ev.preventDefault();
+  function submit() {
     var t = $("msg").value.trim();
     if (!t || !current) return;
     enqueue({ type: "send", conversation_id: current, text: t }, t);
     $("msg").value = "";
+  }
+
+  $("login").addEventListener("submit", login);
+  $("logout").onclick = async function () { await fetch("/agent/logout", { method: "POST" }); location.reload(); };
+  $("presence").onchange = function () { send({ type: "presence", status: this.value }); };
+  $("composer").addEventListener("submit", function (ev) { ev.preventDefault(); submit(); });
+  $("msg").addEventListener("keydown", function (ev) {
+    // Enter sends, Shift+Enter is a new line; Enter that ends an IME composition is not a send.
+    if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing || ev.keyCode === 229) return;
+    if (ev.defaultPrevented) return;  // taken by the 常用语 menu
+    ev.preventDefault(); submit();
   });
+  $("msg").addEventListener("input", typed);
   $("item-q").addEventListener("input", function () { send({ type: "search", q: this.value }); });
   $("note-send").onclick = function () {
     var t = $("note").value.trim(); if (!t || !current) return;
@@ -257,10 +387,15 @@
   };
   $("transfer").onclick = function () {
     if (!current) return;
-    send({ type: "transfer", conversation_id: current, to_agent: $("to-agent").value || null, to_department: $("to-dept").value || null });
+    var to = $("to-agent").value;
+    send({ type: "transfer", conversation_id: current, to_agent: to ? Number(to) : null, to_department: $("to-dept").value || null });
   };
   $("handback").onclick = function () { if (current) send({ type: "handback", conversation_id: current }); };
   $("close").onclick = function () { if (current) send({ type: "close", conversation_id: current, summary: $("summary").value }); };
-  window.daobanAgent = { state: function () { return { connected: connected(), current: current, pending: outbox.length }; } };
-  start();
+  window.daobanAgent = { state: function () {
+    var s = { connected: connected(), current: current, pending: outbox.length };
+    D.emit("state", s);
+    return s;
+  } };
+  document.addEventListener("DOMContentLoaded", start);
 })();

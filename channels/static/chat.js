@@ -549,6 +549,8 @@
       }
       case 'message':
         if (typeof f.seq !== 'number' || f.seq <= lastSeq) return;   // duplicate from a replay
+        if (f.mode) withHuman = f.mode === 'WAITING_AGENT' || f.mode === 'WITH_AGENT';
+        if (f.from === 'agent') agentTyping(false);
         lastSeq = f.seq;
         save(KEY.seq, String(lastSeq));
         renderMessage(f);
@@ -577,9 +579,31 @@
       case 'ping':
         raw({ type: 'pong' });
         break;
+      case 'typing':
+        agentTyping(true);
+        break;
       default:
         break;                     // pong and unknown frames: nothing to do
     }
+  }
+
+  // ---- typing, both ways, only with a human on the other side ----
+  var withHuman = false, typingEl = null, typingTimer = null, typedAt = 0;
+  function agentTyping(on) {
+    if (!typingEl) {
+      typingEl = el('p', 'typing-hint');
+      typingEl.setAttribute('role', 'status');
+      typingEl.style.cssText = 'margin:0;padding:0 .75em;font-size:.85em;color:#4a5563;min-height:1.4em';
+      form.parentNode.insertBefore(typingEl, form);
+    }
+    typingEl.textContent = on ? '帮办人员正在输入…' : '';
+    clearTimeout(typingTimer);
+    if (on) typingTimer = setTimeout(function () { typingEl.textContent = ''; }, 4000);
+  }
+  function typed() {
+    if (!withHuman || !connected || Date.now() - typedAt < 2000 || !input.value.trim()) return;
+    typedAt = Date.now();
+    raw({ type: 'typing' });
   }
 
   function connect() {
@@ -658,6 +682,7 @@
       input.value = '';
       input.focus();
     });
+    input.addEventListener('input', typed);
     $('human').addEventListener('click', function () { send('/human', '转人工'); });
     // Example buttons in the static greeting send their text.
     Array.prototype.forEach.call(document.querySelectorAll('.intro [data-text]'), function (b) {
