@@ -135,7 +135,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from channels import agent_web  # after wechat: the desk pushes to WeChat citizens
 
     app.include_router(agent_web.router)
-    from channels import metrics
+    from channels import dashboard, metrics
+
+    app.include_router(dashboard.router)
 
     if metrics.enabled(settings):  # outermost middleware: sees every response and socket
         metrics.install(app, settings)
