@@ -139,8 +139,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.include_router(dashboard.router)
 
-    if metrics.enabled(settings):  # outermost middleware: sees every response and socket
+    if metrics.enabled(settings):  # outside the others: sees every response and socket
         metrics.install(app, settings)
+    from channels import logs
+
+    app.include_router(logs.router)
+    app.add_middleware(logs.RequestIds)  # outermost: every log line of a request has its id
     return app
 
 

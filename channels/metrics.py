@@ -23,7 +23,14 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import select
@@ -102,6 +109,7 @@ class Metrics:
             self.errors.labels(kind)
         self.handoffs = HandoffCollector()
         r.register(self.handoffs)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU, open files
 
     def message_handled(self, seen: Seen) -> None:
         self.messages.labels(seen.channel, seen.outcome).inc()

@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # addresses or networks, comma-separated ("10.0.0.5, 10.1.0.0/16").
     metrics_token: str | None = None
     metrics_allow: str = ""
+    # "json": one JSON object per log line, each with the request id (channels/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _callback_is_http(self) -> Settings:

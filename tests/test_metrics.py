@@ -81,6 +81,7 @@ def test_scrape_needs_the_token(client: TestClient) -> None:
     r = client.get("/metrics", headers=AUTH)
     assert r.status_code == 200
     assert "daoban_messages_total" in r.text
+    assert value(scrape(client), "process_resident_memory_bytes") > 0
 
 
 def test_off_by_default_and_restricted_by_address(tmp_path: Path) -> None:
