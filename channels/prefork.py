@@ -17,6 +17,8 @@ missing Redis before anything is loaded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -43,6 +45,9 @@ log = logging.getLogger("daoban.prefork")
 QUICK_DEATH_SECONDS = 5.0
 QUICK_DEATHS_ALLOWED = 5
 STOP_GRACE_SECONDS = 15.0  # after SIGTERM, before SIGKILL (open websockets close first)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class SharedStateMissing(Exception):
@@ -101,12 +106,13 @@ class Master:
         self.sock = sock
         self.workers = workers
         self.children: dict[int, float] = {}  # pid → when it was forked
+        self.master = os.getpid()
         self.quick_deaths = 0
 
     def _spawn(self) -> None:
         pid = os.fork()
         if pid == 0:
-            _worker(self.config, self.sock)  # never returns
+            _worker(self.config, self.sock, self.master)  # never returns
         self.children[pid] = time.monotonic()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -174,13 +180,24 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def _worker(config: uvicorn.Config, sock: socket.socket) -> None:
+def _stop_with(master: int) -> None:
+    """A worker whose master is gone (killed with SIGKILL, say) gets SIGTERM and stops,
+    rather than serving on unsupervised (Linux; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != master:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(config: uvicorn.Config, sock: socket.socket, master: int) -> None:
     """A forked worker: serves until told to stop, then leaves without running anything
     of the master's (``os._exit``: no atexit handlers, no ``finally`` of the master)."""
     code = 1
     try:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)  # uvicorn installs its own while serving
+        _stop_with(master)
         server = uvicorn.Server(config)
         server.run(sockets=[sock])
         code = 0 if server.started else STARTUP_FAILURE
