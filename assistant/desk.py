@@ -24,8 +24,9 @@ import anyio
 from assistant import delivery
 from assistant.agents import Agent, Handoff, HandoffStatus, Presence, SqlAgentStore
 from assistant.bus import EventBus
-from assistant.closing import DESK_HOURS, RATING_BUTTONS
+from assistant.closing import RATING_BUTTONS
 from assistant.core import Assistant
+from assistant.desk_hours import BACK, OfficeHours, away_text, busy_text, nobody_text
 from assistant.model import Conversation, ConversationMode, Reply, Stage
 from assistant.render import HOTLINE, applicable, card, card_text, material_line
 from assistant.store import Event
@@ -68,10 +69,10 @@ class ReplySink(Protocol):
 
 # --- the rules (pure) --------------------------------------------------------------------
 
-NOBODY = (f"目前没有帮办人员在线。您的留言会保留，工作人员上线后会处理。\n人工服务时间：{DESK_HOURS}；"
-          f"急事请拨打政务服务便民热线 {HOTLINE}。")
-OVERDUE = (f"抱歉让您久等了，帮办人员暂时都在忙。您的留言已保存，工作人员会尽快处理。\n"
-           f"人工服务时间：{DESK_HOURS}；急事请拨打 {HOTLINE}。")
+# What a waiting citizen is told (assistant/desk_hours.py): nobody on duty (no office hours
+# configured, or inside them with nobody online), and all busy with the first place.
+NOBODY = nobody_text(None, datetime.now(UTC))
+OVERDUE = busy_text(1, late=True)
 AGENT_LOST = f"帮办人员的连接中断了，已为您重新排队，请稍候。您可以继续留言；急事请拨打 {HOTLINE}。"
 # Pushed to citizens without a chat page (WeChat); the web page shows the mode change.
 JOINED = "人工帮办已接入，请直接说您的问题。"
@@ -111,6 +112,22 @@ def overdue(h: Handoff, now: datetime, limit: timedelta) -> bool:
     return h.status is HandoffStatus.QUEUED and not h.told_overdue and now - h.queued_at > limit
 
 
+def position(queue: Sequence[Handoff], cid: str) -> int:
+    """The conversation's place among those queued for the same department (those the same
+    agents take first), oldest first."""
+    mine = next((h for h in queue if h.conversation_id == cid), None)
+    if mine is None:
+        return 1
+    ahead = [h for h in queue if h.queued_at < mine.queued_at
+             and (mine.department is None or h.department in (None, mine.department))]
+    return len(ahead) + 1
+
+
+def latest_notice(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last desk notice about the agent's connection in ``events``."""
+    return next((e for e in reversed(events) if e.get("notice")), None)
+
+
 def _delivered(seq: int) -> Callable[[Conversation], list[Event]]:
     return lambda conv: [Event("delivery", {"of": seq, "ok": True, "text": "留言已送达"})]
 
@@ -129,7 +146,9 @@ def _bot(text: str, buttons: Sequence[Any] = ()) -> Event:
 class AgentDesk:
     def __init__(self, assistant: Assistant, agents: SqlAgentStore, bus: EventBus, *,
                  wait_limit: float = 180.0, grace: float = 30.0, lease: float = 20.0,
-                 sink: Callable[[str], ReplySink | None] | None = None) -> None:
+                 sink: Callable[[str], ReplySink | None] | None = None,
+                 hours: OfficeHours | None = None, away_after: float = 3.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.assistant = assistant
         self.store = assistant.store
         self.agents = agents
@@ -148,6 +167,11 @@ class AgentDesk:
         self._outbound: dict[str, asyncio.Lock] = {}
         self._later: dict[str, asyncio.Lock] = {}  # queued sinks' pushes, in order
         self._pushes: set[asyncio.Task[None]] = set()
+        self.hours = hours  # None: no office hours configured (nothing checked on the clock)
+        # A console gone this long (its agent not back) is announced to the agent's citizens.
+        self.away_after = timedelta(seconds=away_after)
+        self.clock = clock
+        self._told_away: set[tuple[int, datetime]] = set()  # (agent, since) handled here
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
@@ -215,7 +239,10 @@ class AgentDesk:
                                      conv.current)
         everyone: list[Agent] = await self._run(self.agents.all)
         if not anyone_online(everyone, dept):
-            await self._tell(cid, NOBODY)
+            await self._tell(cid, nobody_text(self.hours, self.clock()))
+        elif not candidates(everyone, await self._run(self.agents.load), dept):
+            queue = await self._run(self.agents.queue)
+            await self._tell(cid, busy_text(position(queue, cid), late=False))
         await self.bus.publish(QUEUE, {"cid": cid})
         return h
 
@@ -442,7 +469,7 @@ class AgentDesk:
                                         f"正在为您转接{dept or ''}帮办人员，请稍候。您可以继续留言。")
         everyone = await self._run(self.agents.all)
         if not anyone_online(everyone, dept):
-            await self._tell(cid, NOBODY)
+            await self._tell(cid, nobody_text(self.hours, self.clock()))
         await self.bus.publish(agent_topic(owner), {"cid": cid})
         return seq
 
@@ -500,12 +527,52 @@ class AgentDesk:
     async def connected(self, agent: Agent) -> str:
         """A console socket opened in this process; its id, for ``disconnected``."""
         socket_id = uuid.uuid4().hex
+        before: Agent | None = await self._run(self.agents.get, agent.id)
         async with self._lease_lock:  # the heartbeat sees the sockets as the database does
             await self._run(self.agents.connected, agent.id, socket_id, self.process_id,
                             Presence.ONLINE)
             self._sockets[socket_id] = agent.id
         await self.bus.publish(QUEUE, {"agent": agent.id})
+        if before is not None and before.connections == 0 and before.disconnected_at:
+            for h in await self._run(self.agents.active, agent.id):  # back within the grace
+                await self._notice(h.conversation_id, "agent_back", None)
         return socket_id
+
+    async def _notice(self, cid: str, kind: str, since: datetime | None) -> None:
+        """Tell the citizen the agent's console went away (``agent_away``, once per
+        disconnection: ``since``) or came back (``agent_back``, only after an away notice).
+        Decided under the conversation's lock from its log: one process tells, once."""
+        text = away_text(self.grace.total_seconds()) if kind == "agent_away" else BACK
+        stamp = since.isoformat() if since else None
+
+        def fn(conv: Conversation) -> list[Event]:
+            if conv.mode is not ConversationMode.WITH_AGENT:
+                return []
+            recent = self.store.events_after(cid, max(0, self.store.last_seq(cid) - 30))
+            last = latest_notice(recent)
+            if kind == "agent_away" and last is not None and last.get("since") == stamp:
+                return []
+            if kind == "agent_back" and (last is None or last["notice"] != "agent_away"):
+                return []
+            return [Event("bot", {**Reply(text).as_dict(), "notice": kind, "since": stamp})]
+
+        logged = await self._change(cid, fn)
+        if logged:
+            await self._push(cid, [Reply(text)], of=_last_seq(logged))
+
+    async def _announce_away(self, now: datetime) -> None:
+        """Citizens of an agent whose last console closed ``away_after`` ago (and who has
+        not come back) are told within seconds, not when the grace period ends."""
+        gone = await self._run(self.agents.lost_agents, self.away_after, now)
+        keys = {(a.id, a.disconnected_at) for a in gone if a.disconnected_at is not None}
+        self._told_away &= keys
+        for a in gone:
+            key = (a.id, a.disconnected_at)
+            if a.disconnected_at is None or key in self._told_away:
+                continue
+            for h in await self._run(self.agents.active, a.id):
+                await self._notice(h.conversation_id, "agent_away", a.disconnected_at)
+            self._told_away.add((a.id, a.disconnected_at))
 
     async def disconnected(self, agent: Agent, socket_id: str) -> None:
         async with self._lease_lock:
@@ -549,7 +616,7 @@ class AgentDesk:
         that exactly one process acts on each expiry. Sockets of processes whose lease
         ran out are closed first, as of the lease's expiry: their grace period runs from
         there."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         reaped = await self._run(self.agents.reap, now, self.process_id)
         if reaped:
             log.warning("closed the console sockets of agents %s: their server process "
@@ -560,14 +627,18 @@ class AgentDesk:
                     await self._back_to_queue(h.conversation_id, "agent_lost", AGENT_LOST)
             await self._run(self.agents.mark_offline, a.id)
             await self.bus.publish(QUEUE, {"agent": a.id})
+        await self._announce_away(now)
         queue: list[Handoff] = await self._run(self.agents.queue)
         late = [h for h in queue if overdue(h, now, self.wait_limit)]
         everyone: list[Agent] = await self._run(self.agents.all) if late else []
         for h in late:
             if await self._run(self.agents.mark_overdue, h.id):
-                # "All busy" only when someone who could take it is on duty.
+                # "All busy" (with the place in the queue) only when someone who could take
+                # it is on duty; otherwise nobody (office hours, 12345, 留言).
                 busy = anyone_online(everyone, h.department)
-                await self._tell(h.conversation_id, OVERDUE if busy else NOBODY)
+                cid = h.conversation_id
+                await self._tell(cid, busy_text(position(queue, cid), late=True) if busy
+                                 else nobody_text(self.hours, now))
         for cid in await self._run(self.agents.stranded, now - timedelta(seconds=10)):
             if await self._run(self._requeue_stranded, cid):
                 log.warning("conversation %s was waiting for an agent without a queue entry "

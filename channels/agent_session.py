@@ -10,7 +10,9 @@ Internal notes are events of type "note": the citizen's channels never show them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +23,12 @@ from fastapi import WebSocket
 from assistant.agents import Agent, Presence
 from assistant.desk import QUEUE, AgentDesk, DeskError, agent_topic, conv_topic
 
+log = logging.getLogger(__name__)
 MAX_FRAME = 16 * 1024
+# Heartbeat: a ping every PING_EVERY seconds; a console that has answered one and then says
+# nothing for PING_TIMEOUT seconds is gone (DAOBAN_AGENT_PING_SECONDS / _PING_TIMEOUT).
+PING_EVERY, PING_TIMEOUT = 3.0, 10.0
+GONE = 4408  # close code for a console that stopped answering
 AUTH_TTL = 2.0  # seconds a console's access to a conversation is trusted without a change
 SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment", "delivery")
 TYPING = "typing"  # bus topic: a citizen is typing ({"cid"}); consoles filter by what they watch
@@ -64,6 +71,14 @@ class AgentSession:
         self.socket_id: str | None = None  # the desk's id for this socket, once counted
         self.closed = False
         self.welcomed = False
+        settings = getattr(getattr(ws.app.state, "services", None), "settings", None)
+        self.ping_every: float = getattr(settings, "agent_ping_seconds", PING_EVERY)
+        self.ping_timeout: float = getattr(settings, "agent_ping_timeout", PING_TIMEOUT)
+        self.heard = time.monotonic()  # when the console last sent anything
+        # Set by its first pong: a console that answers pings is expected to keep answering
+        # (the page does); a client that never answers is left to the protocol's own pings.
+        self.answers = False
+        self._beat: asyncio.Task[None] | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -109,6 +124,24 @@ class AgentSession:
         self.welcomed = True
         await self.send({"type": "welcome", "agent": self.agent.as_dict()})
         await self.send_lists()
+        self._beat = asyncio.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        """Pings the console; one silent past ``ping_timeout`` (a dead network, a sleeping
+        laptop: no close ever arrives) counts as closed now, so the agent's grace period
+        starts and the citizens are told within seconds, instead of after TCP gives up."""
+        while not self.closed:
+            await asyncio.sleep(self.ping_every)
+            silent = time.monotonic() - self.heard
+            if self.answers and silent > self.ping_timeout:
+                log.warning("agent console of %s silent for %.0f s: counted as closed",
+                            self.agent.username, silent)
+                await self.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(code=GONE), 2.0)
+                return
+            with contextlib.suppress(Exception):
+                await self.send({"type": "ping"})
 
     async def refresh(self) -> None:
         fresh: Agent | None = await anyio.to_thread.run_sync(self.desk.agents.get, self.agent.id)
@@ -116,12 +149,17 @@ class AgentSession:
             self.agent = fresh
 
     async def stop(self) -> None:
+        """Once: by the socket's end, or earlier by the heartbeat."""
         self.closed = True
+        if self._beat is not None and self._beat is not asyncio.current_task():
+            self._beat.cancel()
         for u in [*self._other, *self._subs.values()]:
             u()
+        self._other = []
         self._subs.clear()
-        if self.socket_id is not None:
-            await self.desk.disconnected(self.agent, self.socket_id)
+        socket_id, self.socket_id = self.socket_id, None
+        if socket_id is not None:
+            await self.desk.disconnected(self.agent, socket_id)
 
     async def send_lists(self) -> None:
         frame: dict[str, Any] = {"type": "lists", "queue": await self.desk.queue_view(self.agent),
@@ -208,6 +246,7 @@ class AgentSession:
     async def run(self) -> None:
         while True:
             raw = await self.ws.receive_text()
+            self.heard = time.monotonic()
             if len(raw.encode()) > MAX_FRAME:
                 await self.error("too_large", "内容太长了")
                 continue
@@ -223,6 +262,7 @@ class AgentSession:
                 await self.send({"type": "pong"})
                 continue
             if kind in ("pong", "ack"):
+                self.answers = self.answers or kind == "pong"
                 continue
             # A long-lived socket outlives neither the sign-in nor a disabled account.
             agent = await anyio.to_thread.run_sync(self.desk.agents.authenticate, self.token)

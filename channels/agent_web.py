@@ -136,7 +136,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     idle = timedelta(minutes=settings.agent_idle_minutes)
     desk = AgentDesk(services.assistant, SqlAgentStore(engine, idle), bus,
                      wait_limit=settings.agent_wait_limit, grace=settings.agent_grace_seconds,
-                     lease=settings.agent_lease_seconds, sink=sink)
+                     lease=settings.agent_lease_seconds, sink=sink,
+                     hours=settings.desk_hours(), away_after=settings.agent_away_seconds)
     try:
         await desk.heartbeat()  # the lease exists before the first console socket
     except SQLAlchemyError:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from assistant.desk_hours import OfficeHours
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,21 @@ class Settings(BaseSettings):
     # agents' grace periods start at the lease's expiry.
     agent_heartbeat_seconds: float = 5.0
     agent_lease_seconds: float = 20.0
+    # A console socket is pinged every agent_ping_seconds; one that has answered a ping and
+    # then says nothing for agent_ping_timeout seconds (a dead network, a sleeping laptop)
+    # is closed: its agent's grace period starts. Citizens of an agent without a console
+    # for agent_away_seconds are told at once (not only when the grace period ends).
+    agent_ping_seconds: float = 3.0
+    agent_ping_timeout: float = 10.0
+    agent_away_seconds: float = 3.0
+    # When the desk is staffed (assistant/desk_hours.py), e.g. "mon-fri 09:00-17:00" or
+    # "mon-fri 09:00-12:00,13:30-17:00; sat 09:00-12:00"; holidays and workdays (调休) are
+    # comma-separated dates (2026-10-01,2026-10-02). Empty: no clock check, the citizen is
+    # told "nobody online" with the placeholder hours.
+    office_hours: str = ""
+    holidays: str = ""
+    workdays: str = ""
+    timezone: str = "Asia/Shanghai"
     # Staff sign-in: failed attempts are counted per account and per address (all
     # processes); past the free ones every further failure doubles the wait, and while
     # locked no password is checked, the right one included.
@@ -119,6 +137,26 @@ class Settings(BaseSettings):
     metrics_allow: str = ""
     # "json": one JSON object per log line, each with the request id (channels/logs.py).
     log_format: Literal["text", "json"] = "text"
+
+    def desk_hours(self) -> OfficeHours | None:
+        """The office hours, or None when none are configured."""
+        if not self.office_hours.strip():
+            return None
+        from assistant.desk_hours import OfficeHours  # not at import: settings stay light
+
+        return OfficeHours.parse(self.office_hours, self.holidays, self.workdays, self.timezone)
+
+    @model_validator(mode="after")
+    def _hours_readable(self) -> Settings:
+        if not self.office_hours.strip():
+            return self
+        from assistant.desk_hours import BadHours
+
+        try:
+            self.desk_hours()
+        except BadHours as exc:  # fails loudly at start-up, naming the setting
+            raise ValueError(f"DAOBAN_OFFICE_HOURS / HOLIDAYS / WORKDAYS / TIMEZONE: {exc}") from exc
+        return self
 
     @model_validator(mode="after")
     def _callback_is_http(self) -> Settings:
