@@ -22,11 +22,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from assistant.agents import Role
+from assistant.agents import HandoffRow, Role
+from assistant.agents import migrate as migrate_agents
 from assistant.desk import AgentDesk
 from assistant.store import ConversationRow, EventRow, RatingRow, UnansweredRow
+from assistant.store import migrate as migrate_conversations
 from channels.dashboard_data import Range, cell, dashboard, parse_range, today
-from doorplate.service import Doorplates
+from doorplate.service import Doorplates, open_doorplates
+from doorplate.tokens import Keyring
+from knowledge.db import make_engine
 from tests.consoles import PASSWORD
 from tests.harness import doorplate_app, rest_conversation
 from tests.servers import launch_chromium, require_chromium
@@ -137,17 +141,35 @@ def test_date_range(bed: tuple[TestClient, Doorplates]) -> None:
         assert r.status_code == 422 and r.json()["code"] == "bad_range", bad
 
 
-def test_harbin_days(tmp_path: Path) -> None:
-    """16:30 UTC is already the next day in Harbin; the range ends at Harbin midnight."""
-    app, dp = doorplate_app(tmp_path, "days", KEYS)
-    with TestClient(app):
-        engine: Engine = app.state.services.assistant.store.engine
-        _rows(engine, "c1", "web", datetime(2026, 3, 1, 16, 30, tzinfo=UTC), ["a", "b"])
+def test_harbin_days(db_url: str) -> None:
+    """16:30 UTC is already the next day in Harbin; the range ends at Harbin midnight (on
+    SQLite, which keeps UTC without a zone, and on PostgreSQL's timestamptz)."""
+    engine = make_engine(db_url)
+    migrate_conversations(engine)
+    migrate_agents(engine)
+    dp = open_doorplates(engine, Keyring.parse(KEYS))
+    try:
+        late = datetime(2026, 3, 1, 16, 30, tzinfo=UTC)  # 2026-03-02 00:30 in Harbin
+        _rows(engine, "c1", "web", late, ["a", "b"])
         _rows(engine, "c2", "wechat", datetime(2026, 3, 1, 15, 59, tzinfo=UTC), ["c"])
+        with Session(engine) as s, s.begin():
+            s.add(HandoffRow(conversation_id="c1", channel="web", status="queued",
+                             reason="requested", department=None, entry_id=None,
+                             requested_at=late, queued_at=late, told_overdue=False,
+                             transfers=0, agents_seen=[]))
+        dp.store.record("sz-hongxing-7", "scan", late, "2026-03-02")
+        dp.store.record("sz-hongxing-7", "scan", late, "2026-03-03")  # outside the range
         got = dashboard(engine, parse_range("2026-03-01", "2026-03-02"), str, dp)
-    assert got["messages"] == {"web": [0, 2], "wechat": [1, 0]}
-    assert got["conversations"] == {"web": [0, 1], "wechat": [1, 0]}
-    assert got["unanswered"] == [1, 1] and got["no_match_rate"] == [1.0, 0.5]
+        assert got["messages"] == {"web": [0, 2], "wechat": [1, 0]}
+        assert got["conversations"] == {"web": [0, 1], "wechat": [1, 0]}
+        assert got["unanswered"] == [1, 1] and got["no_match_rate"] == [1.0, 0.5]
+        assert got["handoffs"] == [0, 1] and got["handoff_rate"] == [0.0, 1.0]
+        assert got["ratings"][0]["scores"] == [0, 2, 0, 0, 0]
+        assert got["doorplate"]["plates"][0]["count"] == 1
+        only_first = dashboard(engine, parse_range("2026-03-01", "2026-03-01"), str, dp)
+        assert only_first["totals"]["messages"] == 1 and only_first["doorplate"]["plates"] == []
+    finally:
+        engine.dispose()
 
 
 def _rows(engine: Engine, cid: str, channel: str, at: datetime, texts: list[str]) -> None:
