@@ -1,9 +1,9 @@
 """The operations dashboard's numbers, for a date range of Harbin days (UTC+8), read from the
 conversation log, the handoff records, the ratings and the door-sign hits.
 
-Synchronous (run it in a worker thread). Rows are aggregated in Python after selecting only
-the columns needed within the range: the day boundaries are Harbin's, which a portable SQL
-``GROUP BY date(...)`` cannot express on both SQLite and PostgreSQL.
+Synchronous (run it in a worker thread). The database counts (``GROUP BY`` the Harbin day):
+SQLite stores UTC without a zone, so its day is ``date(t, '+8 hours')``; PostgreSQL's
+timestamptz is read in Asia/Shanghai. Only those two databases are supported.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import ColumnElement, Engine, func, inspect, select
 from sqlalchemy.orm import Session
 
 from assistant.agents import HandoffRow
@@ -69,9 +69,13 @@ def parse_range(first: str | None, last: str | None, now: date | None = None) ->
     return Range(begin, end)
 
 
-def _day(t: datetime) -> str:
-    aware = t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite keeps UTC without the zone
-    return aware.astimezone(CHINA).date().isoformat()
+def harbin_day(engine: Engine, column: Any) -> ColumnElement[Any]:
+    """The Harbin (UTC+8, no daylight saving) calendar day of a UTC timestamp column."""
+    if engine.dialect.name == "sqlite":
+        return func.date(column, "+8 hours")
+    if engine.dialect.name == "postgresql":
+        return func.date(func.timezone("Asia/Shanghai", column))
+    raise NotImplementedError(f"the dashboard reads SQLite or PostgreSQL, not {engine.dialect.name}")
 
 
 def _has(engine: Engine, table: str) -> bool:
@@ -81,20 +85,20 @@ def _has(engine: Engine, table: str) -> bool:
 def _per_day_channel(rows: Iterable[Any], days: list[str]) -> dict[str, list[int]]:
     index = {d: i for i, d in enumerate(days)}
     out: dict[str, list[int]] = {}
-    for at, channel in rows:
-        i = index.get(_day(at))
+    for day, channel, n in rows:
+        i = index.get(str(day))
         if i is not None:
-            out.setdefault(channel or "unknown", [0] * len(days))[i] += 1
+            out.setdefault(channel or "unknown", [0] * len(days))[i] += n
     return dict(sorted(out.items()))
 
 
 def _per_day(rows: Iterable[Any], days: list[str]) -> list[int]:
     index = {d: i for i, d in enumerate(days)}
     out = [0] * len(days)
-    for (at,) in rows:
-        i = index.get(_day(at))
+    for day, n in rows:
+        i = index.get(str(day))
         if i is not None:
-            out[i] += 1
+            out[i] += n
     return out
 
 
@@ -107,34 +111,41 @@ def dashboard(engine: Engine, r: Range, name: Callable[[str], str],
     """Everything the page shows, as JSON-ready values."""
     days = r.days()
     lo, hi = r.start, r.end
+    n = func.count()
     with Session(engine) as s:
+        day = harbin_day(engine, EventRow.created_at)
         messages = _per_day_channel(s.execute(
-            select(EventRow.created_at, ConversationRow.channel)
+            select(day, ConversationRow.channel, n)
             .join(ConversationRow, ConversationRow.id == EventRow.conversation_id)
-            .where(EventRow.type == "user", EventRow.created_at >= lo,
-                   EventRow.created_at < hi)), days)
+            .where(EventRow.type == "user", EventRow.created_at >= lo, EventRow.created_at < hi)
+            .group_by(day, ConversationRow.channel)), days)
+        day = harbin_day(engine, ConversationRow.created_at)
         conversations = _per_day_channel(s.execute(
-            select(ConversationRow.created_at, ConversationRow.channel)
-            .where(ConversationRow.created_at >= lo, ConversationRow.created_at < hi)), days)
-        unanswered = _per_day(s.execute(select(UnansweredRow.created_at).where(
-            UnansweredRow.created_at >= lo, UnansweredRow.created_at < hi)), days)
+            select(day, ConversationRow.channel, n)
+            .where(ConversationRow.created_at >= lo, ConversationRow.created_at < hi)
+            .group_by(day, ConversationRow.channel)), days)
+        day = harbin_day(engine, UnansweredRow.created_at)
+        unanswered = _per_day(s.execute(select(day, n).where(
+            UnansweredRow.created_at >= lo, UnansweredRow.created_at < hi).group_by(day)), days)
         questions = s.execute(
-            select(UnansweredRow.text, func.count()).where(
+            select(UnansweredRow.text, n).where(
                 UnansweredRow.created_at >= lo, UnansweredRow.created_at < hi)
-            .group_by(UnansweredRow.text).order_by(func.count().desc(), UnansweredRow.text)
+            .group_by(UnansweredRow.text).order_by(n.desc(), UnansweredRow.text)
             .limit(TOP)).all()
-        topics: Counter[str] = Counter()
-        for (payload,) in s.execute(select(EventRow.payload).where(
-                EventRow.type == "topic", EventRow.created_at >= lo, EventRow.created_at < hi)):
-            if isinstance(payload, dict) and payload.get("entry"):
-                topics[str(payload["entry"])] += 1
+        entry = EventRow.payload["entry"].as_string()
+        topics = s.execute(select(entry, n).where(
+            EventRow.type == "topic", EventRow.created_at >= lo, EventRow.created_at < hi,
+            entry.is_not(None)).group_by(entry).order_by(n.desc(), entry).limit(TOP)).all()
         ratings: dict[str, list[int]] = defaultdict(lambda: [0] * 5)
-        for entry, score in s.execute(select(RatingRow.entry_id, RatingRow.score).where(
-                RatingRow.created_at >= lo, RatingRow.created_at < hi)):
+        for entry_id, score, count in s.execute(
+                select(RatingRow.entry_id, RatingRow.score, n).where(
+                    RatingRow.created_at >= lo, RatingRow.created_at < hi)
+                .group_by(RatingRow.entry_id, RatingRow.score)):
             if 1 <= score <= 5:
-                ratings[entry or ""][score - 1] += 1
-        handoffs = (_per_day(s.execute(select(HandoffRow.requested_at).where(
-            HandoffRow.requested_at >= lo, HandoffRow.requested_at < hi)), days)
+                ratings[entry_id or ""][score - 1] += count
+        day = harbin_day(engine, HandoffRow.requested_at)
+        handoffs = (_per_day(s.execute(select(day, n).where(
+            HandoffRow.requested_at >= lo, HandoffRow.requested_at < hi).group_by(day)), days)
             if _has(engine, HandoffRow.__tablename__) else [0] * len(days))
     total_messages = sum(sum(v) for v in messages.values())
     total_conversations = sum(sum(v) for v in conversations.values())
@@ -155,9 +166,8 @@ def dashboard(engine: Engine, r: Range, name: Callable[[str], str],
             "handoff_rate": _rate(sum(handoffs), total_conversations),
             "ratings": sum(sum(v) for v in ratings.values()),
         },
-        "top_items": [{"id": e, "name": name(e), "count": n}
-                      for e, n in sorted(topics.items(), key=lambda x: (-x[1], x[0]))[:TOP]],
-        "unanswered_questions": [{"text": t, "count": n} for t, n in questions],
+        "top_items": [{"id": e, "name": name(e), "count": c} for e, c in topics],
+        "unanswered_questions": [{"text": t, "count": c} for t, c in questions],
         "ratings": _ratings(ratings, name),
         "doorplate": _doorplate(engine, r, doorplates),
     }
