@@ -42,12 +42,30 @@ _CONTENT = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
 _ZH_DIGIT = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
 
+# A message that is only a rating word ("非常满意", "挺满意的") rates even unasked.
+_WORD_ONLY = re.compile(r"^(很|挺|特别|太|非常|不太|不)?满意(了|的|啊|呀)?$|^一般(吧|般)?$")
+
+
+def _word_score(text: str) -> int | None:
+    t = re.sub(r"[\s，,。.!！~]", "", text)
+    if not _WORD_ONLY.match(t):
+        return None
+    if t.startswith(("不太", "不")):
+        return 2
+    if t.startswith("一般"):
+        return 3
+    return 5 if t.startswith(("很", "特别", "太", "非常")) else 4
+
+
 def unasked_rating(conv: Conversation, text: str, out: Outcome) -> bool:
     """Record a score stated in passing; False when the text states none."""
     m = _UNASKED.search(text)
-    if m is None:
+    if m is not None:
+        score = str(_ZH_DIGIT.get(m.group(1), m.group(1)))
+    elif (word := _word_score(text)) is not None:
+        score = str(word)  # "非常满意" on its own
+    else:
         return False
-    score = str(_ZH_DIGIT.get(m.group(1), m.group(1)))
     conv.rating_for = conv.rating_for or conv.current
     conv.stage = Stage.RATING
     return rating(conv, score, ("rate", score), out)

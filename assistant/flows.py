@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from assistant import answers, choose, closing, situations, walk
+from assistant import answers, choose, closing, members, situations, walk
 from assistant import checklist as checklists
 from assistant.context import BRACKET, Ctx, Outcome, PlaceAware, family_key
 from assistant.model import Button, Conversation, ConversationMode, Stage
@@ -57,7 +57,7 @@ SMALL_TALK = {"greet", "thanks", "goodbye", "affirm", "deny", "dont_know", "choo
               "request_human", "complain"}
 # A comment ("窗口排队时间有点长") names things too; a question asks ("社保卡丢了咋整").
 _QUESTION = re.compile(r"[吗么嘛呢？?]|怎么|咋|啥|什么|多少|多久|几|哪|能不能|可不可以|是不是|能否|要不要"
-                       r"|(能|行|可以|要|用|得|有)(不|没)$")
+                       r"|(能|行|可以|要|用|得|有)(不|没)$|[\u4e00-\u9fff]不$")
 CONFIRM_BUTTONS = (Button("是的", "/yes"), Button("不是", "/no"))
 
 __all__ = ["Ctx", "Outcome", "PlaceAware", "checklist", "step"]
@@ -105,7 +105,7 @@ def _real_question(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
     (a rating's comment, a place in the human queue)."""
     if u.hits and u.hits[0].score >= SWITCH_SCORE:
         return True
-    return bool(_QUESTION.search(u.normalized) and (u.hits or conv.current))
+    return bool((_QUESTION.search(u.normalized) or u.topics) and (u.hits or conv.current))
 
 
 def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
@@ -148,6 +148,9 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # 2. A follow-up on the current item.
     cur = _entry(ctx, conv)
+    if isinstance(cur, Bundle) and (member := _member(cur, u, ctx)) is not None:
+        _present(conv, member, _topics(u), ctx, out, text=u.normalized)  # "丧葬费在哪领"
+        return
     if cur is not None and not _names_other(conv, u, ctx):
         if _follow_up(conv, cur, u, ctx, out, learned):
             conv.misses = 0
@@ -160,6 +163,9 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
 
     # Small talk.
     if not u.hits:
+        if ctx.cues.act("done", u.normalized) and conv.current:
+            closing.ask_rating(conv, out, "好的。走之前，请为这次服务打个分：")
+            return
         if intent == "thanks":
             out.say("不客气！还有别的事可以继续问我。")
             return
@@ -191,6 +197,15 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
         return
     # 5.
     closing.fallback(conv, text, u, ctx, out, question=_asks(u))
+
+
+def _member(bundle: Bundle, u: Understood, ctx: Ctx) -> Entry | None:
+    """The member of the current 一件事 the turn asks about, unless it names another item."""
+    if u.hits and u.hits[0].score >= SWITCH_UNNAMED and u.hits[0].id != bundle.id \
+            and u.hits[0].id not in bundle.members:
+        return None
+    mid = members.member_asked(bundle, u, ctx)
+    return ctx.guide.entry(mid) if mid else None
 
 
 def _about_it(u: Understood) -> bool:
@@ -265,6 +280,9 @@ _LOSS_WORDS = ("补领", "补发", "补办", "挂失", "补证", "补换")
 def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outcome,
                learned: list[str]) -> bool:
     topics = _topics(u)
+    if not _asks(u) and walk.mentioned(conv, e, ctx.cues.materials_named(u.normalized),
+                                       u.normalized, ctx, out):
+        return True  # "户口本有", "没有照片": for the checklist, not a question
     if not topics and e.eligibility and answers.stated_quantities(u.normalized):
         topics = ["eligibility"]  # "交了三年呢": a number held against the conditions
     if "lost" in topics and not any(w in e.name for w in _LOSS_WORDS):
@@ -317,7 +335,7 @@ def answer(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx, out: O
         out.say(f"{name}谁能办：{'、'.join(a.value for a in e.audience)}\n" + "\n".join(
             f"· {c}" for c in conds[:4]))
     elif topic == "materials":
-        _materials_list(conv, e, ctx, out)
+        _materials_list(conv, e, ctx, out, text)
     else:
         answers.answer_topic(conv, e, topic, text, ctx, out)
 
@@ -338,12 +356,12 @@ def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     out.say("\n".join(lines))
 
 
-def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
+def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome,
+                    text: str = "") -> None:
     """The whole list at once (what depends on the citizen's situation is marked), then
     the first open 办事情形 question, whose answer narrows it."""
+    situations.settle(conv, e, ctx, out, text)
     nxt = situations.next_situation(conv, e, ctx)
-    while nxt is not None and situations.answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-        nxt = situations.next_situation(conv, e, ctx)
     mats = applicable(ctx.guide, e, conv.situations)
     lines = [f"“{e.name}”需要{len(mats)}项材料："]
     if isinstance(e, Bundle):  # grouped by member item; a shared material under its first
@@ -373,7 +391,8 @@ def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> Non
 def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> bool:
     """A stated fact that picks a sibling variant ("我是外地户口" on 入学 → 随迁子女入学)."""
     siblings = [s for s in ctx.family(e.id) if s != e.id]
-    siblings += [i for i in choose.related(e, ctx) if i not in siblings and i != e.id]
+    siblings += [i for i in choose.related(e, ctx) if i not in siblings and i != e.id
+                 and members.same_errand(e.name, _name(ctx, i))]
     chosen = choose.variant_by_slots(conv, [e.id, *siblings], ctx)
     if chosen is None or chosen == e.id:
         return False
@@ -670,9 +689,8 @@ def _after_situation(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> No
 
 def _start_walk(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
     conv.after_situation = "walk"
+    situations.settle(conv, e, ctx, out)
     nxt = situations.next_situation(conv, e, ctx)
-    while nxt is not None and situations.answer_from_slots(conv, nxt[0], nxt[1], ctx, out):
-        nxt = situations.next_situation(conv, e, ctx)
     if nxt is not None:
         out.say("先确认一下您的情况，材料会不一样。")
         situations.ask(conv, nxt[0], nxt[1], out)
@@ -704,6 +722,9 @@ def _walk_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: 
         said = cmd[0]
     elif cmd:
         return False
+    elif not _asks(u) and (e := _entry(ctx, conv)) is not None and walk.mentioned(
+            conv, e, ctx.cues.materials_named(u.normalized), u.normalized, ctx, out):
+        return True  # "退休证有" while asked about the bank card: that one is recorded
     else:
         closed = ctx.cues.answer(text, suffix=False)
         if closed is None and not _names_other(conv, u, ctx):  # "那身份证丢了呢" is a topic

@@ -19,7 +19,11 @@ _NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "�
 _CHOICE_NUM = re.compile(
     r"^(?:第|选|选择|要|就)?\s*([一二两三四五六七八九]|[1-9])\s*(?:个|项|号|条|种|吧)?(?:吧|的|那个)?[。.!！]?$")
 _FILLER = re.compile(r"(的|吧|呢|啊|呀|哈|那个|这个|就是|我要|选|是|嗯|额|我们|俺们|俺|我)")
-_NEGATED = re.compile(r"(不是|不|没|非)$")
+_NEGATED = re.compile(r"(不是|不|没|没有|非|无)$")
+# A label's distinctive part: without the yes/no word it starts with ("有残疾人" → 残疾人)
+# and split at brackets and 或 ("经营者（转给别人经营）" → 经营者, 转给别人经营).
+_LEAD = re.compile(r"^(有|是|已|已经|只有|没有|不是|未)")
+_SPLIT = re.compile(r"[（）()、，,；;或/]")
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,22 @@ def match(text: str, options: list[Option], cues: DialogueCues) -> Match | None:
                 hit.append(o.id)
         if len(hit) == 1:
             return Match(hit[0], True, "fact")
+    # A distinctive part of one label said in so many words ("我老伴是残疾人" → 有残疾人).
+    parts = {o.id: _parts(o.label) for o in options}
+    said_parts = [oid for oid, ps in parts.items()
+                  if any(_contains(t, p) >= 0 and not any(p in q for other, qs in parts.items()
+                                                          if other != oid for q in qs)
+                         for p in ps)]
+    if len(said_parts) == 1:
+        return Match(said_parts[0], True, "label")
     # Shared characters: a guess.
     guess = _best_chars(core, options)
     return Match(guess, False, "chars") if guess else None
+
+
+def _parts(label: str) -> list[str]:
+    return [p for p in (_LEAD.sub("", x.strip()) for x in _SPLIT.split(label.lower()))
+            if len(p) >= 3]
 
 
 def _best_chars(t: str, options: list[Option]) -> str | None:

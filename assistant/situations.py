@@ -63,3 +63,14 @@ def from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
         m = match(text, options_of(item, sid), ctx.cues)
         if m is not None and m.sure and m.why != "number":
             conv.situations.setdefault(item_id, {})[sid] = m.option
+
+
+def settle(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome, text: str = "") -> None:
+    """Every 办事情形 question that what the citizen said settles — in this message
+    ("俺俩都是汉族 要带啥") or before (remembered facts) — answered, not only the first:
+    the list then drops the materials of the cases that do not apply."""
+    if text:
+        from_text(conv, e, text, ctx)
+    for item_id, sid in situations_needed(ctx.guide, e):
+        if sid not in conv.situations.get(item_id, {}):
+            answer_from_slots(conv, ctx.guide.items[item_id], sid, ctx, out)
