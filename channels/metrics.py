@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -150,45 +150,57 @@ class HandoffCollector:
     def collect(self) -> Iterable[Metric]:
         if self.engine is None:
             return []
+        wait = _seconds_between(self.engine, HandoffRow.requested_at, HandoffRow.claimed_at)
         try:
             with Session(self.engine) as s:
-                queued = list(s.execute(select(HandoffRow.department, HandoffRow.queued_at)
-                                        .where(HandoffRow.status == HandoffStatus.QUEUED.value)))
-                claimed = list(s.execute(select(HandoffRow.requested_at, HandoffRow.claimed_at)
-                                         .where(HandoffRow.claimed_at.is_not(None))))
+                queued = s.execute(
+                    select(HandoffRow.department, func.count(), func.min(HandoffRow.queued_at))
+                    .where(HandoffRow.status == HandoffStatus.QUEUED.value)
+                    .group_by(HandoffRow.department)).all()
+                # One row: how many claimed, their total wait, and how many waited <= each bucket.
+                claimed = s.execute(select(
+                    func.count(), func.coalesce(func.sum(wait), 0.0),
+                    *(func.coalesce(func.sum(case((wait <= b, 1), else_=0)), 0)
+                      for b in WAIT_BUCKETS)).where(HandoffRow.claimed_at.is_not(None))).one()
         except SQLAlchemyError:
             log.warning("metrics: could not read the handoff queue", exc_info=True)
             return []
-        return list(_handoff_families(queued, claimed, datetime.now(UTC)))
+        return list(_handoff_families(queued, tuple(claimed), datetime.now(UTC)))
+
+
+def _seconds_between(engine: Any, start: Any, end: Any) -> ColumnElement[Any]:
+    if engine.dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    # SQLite: julianday's doubles are days (~2.46e6) with ~50 µs of noise: rounded to ms,
+    # so a wait of exactly a bucket's bound lands in that bucket.
+    return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
 
 
 def _aware(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite keeps UTC without the zone
 
 
-def _handoff_families(queued: list[Any], claimed: list[Any], now: datetime) -> Iterator[Metric]:
+def _handoff_families(queued: Sequence[Any], claimed: tuple[Any, ...],
+                      now: datetime) -> Iterator[Metric]:
     length = GaugeMetricFamily("daoban_handoff_queue_length",
                                "Conversations waiting for a human agent (all processes)",
                                labels=["department"])
-    per: dict[str, int] = {}
-    for department, _ in queued:
-        per[department or "none"] = per.get(department or "none", 0) + 1
-    for department, n in sorted(per.items()):
-        length.add_metric([department], n)
-    if not per:
+    for department, n, _ in sorted(queued, key=lambda q: q[0] or ""):
+        length.add_metric([department or "none"], n)
+    if not queued:
         length.add_metric(["none"], 0)
     yield length
-    oldest = max(((now - _aware(t)).total_seconds() for _, t in queued), default=0.0)
+    oldest = max(((now - _aware(t)).total_seconds() for _, _, t in queued if t), default=0.0)
     yield GaugeMetricFamily("daoban_handoff_oldest_wait_seconds",
                             "How long the longest-waiting citizen in the queue has waited",
                             value=max(0.0, oldest))
-    waits = [max(0.0, (_aware(c) - _aware(r)).total_seconds()) for r, c in claimed]
-    buckets = [(str(b), float(sum(1 for w in waits if w <= b))) for b in WAIT_BUCKETS]
-    buckets.append(("+Inf", float(len(waits))))
+    total, seconds, *within = claimed
+    buckets = [(str(b), float(c)) for b, c in zip(WAIT_BUCKETS, within, strict=True)]
+    buckets.append(("+Inf", float(total)))
     yield HistogramMetricFamily(
         "daoban_handoff_wait_seconds",
         "From asking for a human to an agent's claim, every claimed handoff kept in the "
-        "database (all processes)", buckets=buckets, sum_value=sum(waits))
+        "database (all processes)", buckets=buckets, sum_value=max(0.0, float(seconds)))
 
 
 class MetricsMiddleware:

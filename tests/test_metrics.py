@@ -7,16 +7,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session
 
+from assistant.agents import HandoffRow
+from assistant.agents import migrate as migrate_agents
 from assistant.desk import AgentDesk
+from channels.metrics import HandoffCollector
 from channels.settings import Settings
 from channels.wechat_crypto import signature
+from knowledge.db import make_engine
 from tests.consoles import PASSWORD, agent_ws, citizen_send, recv, token, until
 from tests.harness import app_for, rest_conversation
 
@@ -180,3 +186,42 @@ def test_wechat_late_answers_and_errors(client: TestClient) -> None:
     final = scrape(client)
     assert value(final, failed, kind="body_too_large") == \
         value(before, failed, kind="body_too_large") + 1
+
+
+def test_handoff_series_from_the_database(db_url: str) -> None:
+    """The queue and the waits, counted by the database (SQLite and PostgreSQL alike)."""
+    engine = make_engine(db_url)
+    migrate_agents(engine)
+    now = datetime.now(UTC)
+
+    def row(cid: str, department: str | None, asked: float, claimed: float | None) -> HandoffRow:
+        return HandoffRow(
+            conversation_id=cid, channel="web", reason="requested", department=department,
+            status="queued" if claimed is None else "active", entry_id=None,
+            requested_at=now - timedelta(seconds=asked), queued_at=now - timedelta(seconds=asked),
+            claimed_at=None if claimed is None else now - timedelta(seconds=claimed),
+            told_overdue=False, transfers=0, agents_seen=[])
+
+    try:
+        with Session(engine) as s, s.begin():
+            s.add_all([row("q1", "人社", 40, None), row("q2", "人社", 10, None),
+                       row("q3", None, 5, None), row("a1", "公安", 100, 90),  # waited 10 s
+                       row("a2", "公安", 700, 100)])  # waited 600 s
+        collector = HandoffCollector()
+        collector.engine = engine
+        got: Samples = {}
+        for family in collector.collect():
+            for sample in family.samples:
+                got[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    finally:
+        engine.dispose()
+    assert value(got, "daoban_handoff_queue_length", department="人社") == 2
+    assert value(got, "daoban_handoff_queue_length", department="none") == 1
+    assert 40 <= value(got, "daoban_handoff_oldest_wait_seconds") < 60
+    assert value(got, "daoban_handoff_wait_seconds_count") == 2
+    assert abs(value(got, "daoban_handoff_wait_seconds_sum") - 610) < 1
+    assert value(got, "daoban_handoff_wait_seconds_bucket", le="5.0") == 0
+    assert value(got, "daoban_handoff_wait_seconds_bucket", le="15.0") == 1
+    assert value(got, "daoban_handoff_wait_seconds_bucket", le="300.0") == 1
+    assert value(got, "daoban_handoff_wait_seconds_bucket", le="600.0") == 2
+    assert value(got, "daoban_handoff_wait_seconds_bucket", le="+Inf") == 2
