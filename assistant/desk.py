@@ -15,22 +15,22 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 
-from assistant import delivery
+from assistant import delivery, desk_views
 from assistant.agents import Agent, Handoff, HandoffStatus, Presence, SqlAgentStore
 from assistant.bus import EventBus
 from assistant.closing import RATING_BUTTONS
 from assistant.core import Assistant
+from assistant.delivery import ReplySink as ReplySink  # re-exported: channels name it here
 from assistant.desk_hours import BACK, OfficeHours, away_text, busy_text, nobody_text
 from assistant.model import Conversation, ConversationMode, Reply, Stage
 from assistant.render import HOTLINE, applicable, card, card_text, material_line
 from assistant.store import Event
-from assistant.walk import checklist
 from knowledge.schema import ServiceItem
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,6 @@ class NotAllowed(DeskError):
 
 class Conflict(DeskError):
     pass
-
-
-class ReplySink(Protocol):
-    """Pushes that do not ride on a request (WeChat 客服消息, a webhook client's callback
-    URL). A sink with ``queued = True`` retries by itself for a while: the desk runs its
-    pushes in the background, in order per conversation, and records a final failure on
-    the message (``delivery``) instead of making the agent wait."""
-
-    async def push(self, conversation_id: str, replies: Sequence[Reply]) -> None: ...
 
 
 # --- the rules (pure) --------------------------------------------------------------------
@@ -164,9 +155,8 @@ class AgentDesk:
         self._lease_lock = asyncio.Lock()
         self.sink = sink or (lambda channel: None)  # channel name → where to push
         self.citizens: dict[str, bool] = {}  # conversation → citizen socket open (any process)
-        self._outbound: dict[str, asyncio.Lock] = {}
-        self._later: dict[str, asyncio.Lock] = {}  # queued sinks' pushes, in order
-        self._pushes: set[asyncio.Task[None]] = set()
+        # Pushes to channels without a socket to wake (WeChat, webhook callbacks), in order.
+        self.outbound = delivery.Outbound(self.sink, self._channel_of, self._change)
         self.hours = hours  # None: no office hours configured (nothing checked on the clock)
         # A console gone this long (its agent not back) is announced to the agent's citizens.
         self.away_after = timedelta(seconds=away_after)
@@ -175,6 +165,15 @@ class AgentDesk:
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
+
+    async def _channel_of(self, cid: str) -> str | None:
+        conv: Conversation | None = await self._run(self.store.load, cid)
+        return None if conv is None else conv.channel
+
+    async def _push(self, cid: str, replies: list[Reply], *, of: int | None = None,
+                    then: Callable[[], Awaitable[None]] | None = None,
+                    mark: bool = True) -> BaseException | None:
+        return await self.outbound.push(cid, replies, of=of, then=then, mark=mark)
 
     def department_of(self, entry_id: str | None) -> str | None:
         """The current item's department as a skill name (公安, 人社 …)."""
@@ -256,60 +255,6 @@ class AgentDesk:
         logged = await self._change(cid, lambda conv: [_bot(text)])
         await self._push(cid, [Reply(text)], of=_last_seq(logged) or None)
 
-    async def _push(self, cid: str, replies: list[Reply], *, of: int | None = None,
-                    then: Callable[[], Any] | None = None,
-                    mark: bool = True) -> BaseException | None:
-        """Channels whose citizens have no socket to wake (WeChat, a webhook client's
-        callback) get a push, in order; what went wrong, or None. ``of``: the event the
-        push carries. A queued sink's push runs in the background: its failure is recorded
-        on ``of`` (unless not ``mark``), its success runs ``then``."""
-        conv = await self._run(self.store.load, cid)
-        sink = self.sink(conv.channel) if conv is not None else None
-        if sink is None:
-            return None
-        if getattr(sink, "queued", False):
-            task = asyncio.create_task(self._push_later(sink, cid, replies, of, then, mark))
-            self._pushes.add(task)
-            task.add_done_callback(self._pushes.discard)
-            return None
-        try:
-            await sink.push(cid, replies)
-        except Exception as exc:
-            # Stored in the log either way; an agent's reply is marked for the agent.
-            log.warning("could not push to conversation %s: %s", cid, exc)
-            return exc
-        if then is not None:
-            await then()
-        return None
-
-    async def _push_later(self, sink: ReplySink, cid: str, replies: list[Reply],
-                          of: int | None, then: Callable[[], Any] | None, mark: bool) -> None:
-        # Tasks are created in the order of the pushes and the lock is fair: in order.
-        async with self._later.setdefault(cid, asyncio.Lock()):
-            try:
-                await sink.push(cid, replies)
-            except asyncio.CancelledError:
-                if mark:  # shutting down: recorded, never dropped silently
-                    await self._undelivered(cid, of, delivery.Undelivered(
-                        None, "服务重启时这条消息还没有送达。" + delivery.LEAVE))
-                raise
-            except Exception as exc:
-                log.warning("could not push to conversation %s: %s", cid, exc)
-                if mark:
-                    await self._undelivered(cid, of, exc)
-                return
-            if then is not None:
-                await then()
-
-    async def _undelivered(self, cid: str, of: int | None, exc: BaseException) -> None:
-        """A failed push, shown to the agent on the message it carried."""
-        code, why = delivery.problem_text(exc)
-        try:
-            await self._change(cid, lambda conv: [Event("delivery", {
-                "of": of, "ok": False, "code": code, "text": why})])
-        except Exception:
-            log.exception("could not record the failed push to conversation %s", cid)
-
     # --- agent actions --------------------------------------------------------------------
 
     async def _own(self, agent: Agent, cid: str) -> Handoff:
@@ -352,7 +297,7 @@ class AgentDesk:
     async def _joined(self, cid: str) -> None:
         """The web page shows the mode change; a WeChat citizen has no page, so is told
         (before any of the agent's messages: same lock as ``say``)."""
-        async with self._outbound.setdefault(cid, asyncio.Lock()):
+        async with self.outbound.lock(cid):
             # Carried on the change of hands (the log's last event now).
             await self._push(cid, [Reply(JOINED)], of=await self._run(self.store.last_seq, cid))
 
@@ -362,7 +307,7 @@ class AgentDesk:
         if not text or len(text) > 2000:
             raise DeskError("消息不能为空，且不超过 2000 字")
         h = await self._own(agent, cid)
-        lock = self._outbound.setdefault(cid, asyncio.Lock())
+        lock = self.outbound.lock(cid)
         async with lock:  # the citizen's channel gets agent messages in the order sent
 
             def append(conv: Conversation) -> list[Event]:
@@ -377,7 +322,7 @@ class AgentDesk:
                 seq = int(logged[-1]["seq"])
                 exc = await self._push(cid, [Reply(text, (), card_)], of=seq)
                 if exc is not None:
-                    await self._undelivered(cid, seq, exc)
+                    await self.outbound.failed(cid, seq, exc)
         return logged
 
     async def hold(self, agent: Agent, cid: str, seq: int) -> None:
@@ -399,7 +344,7 @@ class AgentDesk:
     async def _deliver_held(self, cid: str) -> None:
         """The citizen wrote again (WeChat's window is open): send the 留言 left for them."""
         waiting = delivery.held(await self._run(self.store.events, cid))
-        async with self._outbound.setdefault(cid, asyncio.Lock()):
+        async with self.outbound.lock(cid):
             for e in waiting:
                 reply = Reply(str(e.get("text", "")), (), e.get("card"))
                 seq = int(e["seq"])
@@ -602,11 +547,7 @@ class AgentDesk:
     async def release(self) -> None:
         """Shutting down: this process's sockets count as closed now (grace starts); pushes
         still being retried are stopped and recorded as not delivered."""
-        pending = list(self._pushes)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self.outbound.close()
         async with self._lease_lock:
             self._sockets.clear()
             await self._run(self.agents.release, self.process_id)
@@ -665,50 +606,12 @@ class AgentDesk:
 
     # --- what the console shows -----------------------------------------------------------
 
-    def _queue_sync(self, agent: Agent) -> list[dict[str, Any]]:
-        now = datetime.now(UTC)
-        out = []
-        for h in self.agents.queue():
-            if not (agent.sees_all or agent.serves(h.department)):
-                continue
-            e = self.assistant.guide.entry(h.entry_id) if h.entry_id else None
-            # Queued again (a transfer, a lost agent): that reason, and the wait since then.
-            again = h.queued_at > h.requested_at  # both set at once by the first request
-            out.append({"conversation_id": h.conversation_id, "handoff_id": h.id,
-                        "reason": (again and self._requeued_why(h.conversation_id)) or h.reason,
-                        "department": h.department,
-                        "item": None if e is None else e.name, "channel": h.channel,
-                        "waiting_seconds": int((now - h.queued_at).total_seconds()),
-                        "total_seconds": int((now - h.requested_at).total_seconds()),
-                        "citizen_online": self.citizens.get(h.conversation_id)})
-        return out
-
-    def _requeued_why(self, cid: str) -> str | None:
-        """The reason of the conversation's latest return to the queue (its mode event)."""
-        recent = self.store.events_after(cid, max(0, self.store.last_seq(cid) - 50), ("mode",))
-        for e in reversed(recent):
-            if e.get("mode") == ConversationMode.WAITING_AGENT:
-                return str(e.get("reason") or "") or None
-        return None
-
     async def queue_view(self, agent: Agent) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._run(self._queue_sync, agent)
+        result: list[dict[str, Any]] = await self._run(desk_views.queue, self, agent)
         return result
 
-    def _chats_sync(self, agent: Agent) -> list[dict[str, Any]]:
-        names = {a.id: a.display_name for a in self.agents.all()}
-        out = []
-        for h in self.agents.active(None if agent.sees_all else agent.id):
-            e = self.assistant.guide.entry(h.entry_id) if h.entry_id else None
-            out.append({"conversation_id": h.conversation_id, "handoff_id": h.id,
-                        "department": h.department, "item": None if e is None else e.name,
-                        "agent_id": h.agent_id, "agent": names.get(h.agent_id or 0),
-                        "mine": h.agent_id == agent.id, "channel": h.channel,
-                        "citizen_online": self.citizens.get(h.conversation_id)})
-        return out
-
     async def chats_view(self, agent: Agent) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self._run(self._chats_sync, agent)
+        result: list[dict[str, Any]] = await self._run(desk_views.chats, self, agent)
         return result
 
     async def agents_view(self) -> list[dict[str, Any]]:
@@ -732,22 +635,7 @@ class AgentDesk:
         return may_view(agent, h)
 
     async def context(self, cid: str) -> dict[str, Any]:
-        def sync() -> dict[str, Any]:
-            conv = self.store.load(cid)
-            if conv is None:
-                raise Conflict("会话不存在")
-            e = self.assistant.guide.entry(conv.current) if conv.current else None
-            h = self.agents.open_handoff(cid)
-            return {
-                "conversation_id": cid, "mode": conv.mode.value, "channel": conv.channel,
-                "current_item": None if e is None else {
-                    "id": e.id, "name": e.name, "department": self.department_of(e.id)},
-                "checklist": checklist(conv, self.assistant.ctx),
-                "handoff": None if h is None else h.metrics(),
-                "citizen_online": self.citizens.get(cid),
-            }
-
-        result: dict[str, Any] = await anyio.to_thread.run_sync(sync)
+        result: dict[str, Any] = await self._run(desk_views.context, self, cid)
         return result
 
     async def metrics(self) -> list[dict[str, Any]]:
