@@ -50,9 +50,16 @@ def cmd_kb_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_kb_lint(args: argparse.Namespace, settings: Settings) -> int:
     from knowledge.lint import Severity, lint_path
+    from nlu.examples import QUESTIONS_FILE, ExamplesError, load_examples
 
     path = Path(args.path) if args.path else settings.guide_path
-    findings = lint_path(path, required_file=Path(args.required) if args.required else None)
+    try:
+        examples = load_examples(QUESTIONS_FILE)
+    except ExamplesError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 1
+    findings = lint_path(path, required_file=Path(args.required) if args.required else None,
+                         examples=examples, examples_file=str(QUESTIONS_FILE))
     errors = sum(f.severity is Severity.ERROR for f in findings)
     if args.json:
         print(json.dumps({"errors": errors, "warnings": len(findings) - errors,

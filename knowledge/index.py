@@ -10,7 +10,7 @@ import re
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -34,6 +34,12 @@ W_DENSE = 0.7
 W_NAMED = 0.06  # the question contains an item's name or alias
 W_BUNDLE = 0.1  # the question asks for everything a life event needs
 W_FREQUENT = 0.02  # prior for 高频事项: a vague "怎么取公积金" offers 购房/租房/退休 first
+# Citizens' earlier wordings of an item (nlu/data/questions.yml): the closer the question is
+# to one of them, above a floor of plain topical likeness, the more that item gains.
+# Chosen by cross-validation over the development sets, one set held out at a time
+# (benchmarks/retrieval.py --examples prints it).
+W_EXAMPLE = 0.4
+EXAMPLE_FLOOR = 0.6
 # "一起办", "都要办啥", "下一步干啥": the citizen wants the whole 一件事, not one item.
 BUNDLE_CUE = re.compile(
     r"一起|一块|一并|一次|一趟|一站|联办|一件事|全部|都要|都得|都办|哪些|啥都|挨个|"
@@ -206,6 +212,9 @@ class SearchIndex:
     terms: Terms
     encoder: Encoder | None
     cache: VectorCache | None = None
+    # Entry id → citizens' wordings of it (already normalised); ids not in the guide are skipped.
+    examples: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    example_cache: VectorCache | None = None
     entries: list[Entry] = field(init=False)
     bm25: BM25 = field(init=False)
     dense: faiss.Index | None = field(init=False, default=None)
@@ -242,7 +251,33 @@ class SearchIndex:
             self.terms(" ".join([e.name, *e.aliases])) * 3 + self.terms(e.summary)
             for e in self.entries
         )
+        self._index_examples()
         memory.release()
+
+    def _index_examples(self) -> None:
+        """Vectors of the example wordings, one row each, and the entry each belongs to."""
+        self.example_vectors: Vectors | None = None
+        self.example_owner = np.zeros(0, dtype=np.int64)
+        if self.encoder is None or not self.examples:
+            return
+        at = {e.id: i for i, e in enumerate(self.entries)}
+        texts: list[str] = []
+        owners: list[int] = []
+        for entry_id, said in self.examples.items():
+            if entry_id in at:
+                texts.extend(said)
+                owners.extend([at[entry_id]] * len(said))
+        if not texts:
+            return
+        source = self.example_cache or self.encoder
+        self.example_vectors = source.encode(texts)
+        self.example_owner = np.asarray(owners, dtype=np.int64)
+
+    def _example_scores(self, qv: Vectors) -> npt.NDArray[np.float32]:
+        out = np.zeros(len(self.entries), dtype=np.float32)
+        if self.example_vectors is not None:
+            np.maximum.at(out, self.example_owner, self.example_vectors @ qv.reshape(-1))
+        return out
 
     def _blocks(self, texts: Sequence[str]) -> Blocks:
         cache, encoder = self.cache, self.encoder
@@ -289,8 +324,10 @@ class SearchIndex:
         raw, ceiling = self.bm25.scores(q_terms)
         sparse_s = raw / ceiling if ceiling > 0 else raw
         dense_s = np.zeros(n, dtype=np.float32)
+        example_s = np.zeros(n, dtype=np.float32)
         if self.dense is not None and self.encoder is not None:
             qv = query_vector if query_vector is not None else self.encoder.encode([query])
+            example_s = self._example_scores(qv)
             depth = min(self.dense.ntotal, max(64, 4 * k))
             sims, idx = self.dense.search(qv.reshape(1, -1), depth)
             for sim, j in zip(sims[0], idx[0], strict=True):
@@ -300,6 +337,7 @@ class SearchIndex:
                 dense_s[o] = max(dense_s[o], float(sim))
         fused = W_SPARSE * np.minimum(sparse_s, 1.0) + W_DENSE * np.clip(dense_s, 0, 1)
         fused = fused + W_NAMED * self._named(query) + W_FREQUENT * self.frequent
+        fused = fused + W_EXAMPLE * np.maximum(example_s - EXAMPLE_FLOOR, 0)
         if BUNDLE_CUE.search(query):
             fused = fused + W_BUNDLE * self.is_bundle
         fused = np.minimum(fused, 1.0)

@@ -11,7 +11,7 @@ Everything here is a pure function of the loaded guide; no database is needed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -352,6 +352,16 @@ def check_required(g: LintedGuide, required: Sequence[tuple[int, str]],
 
 # --- the whole lint ----------------------------------------------------------------------
 
+def check_examples(g: LintedGuide, examples: Mapping[str, Sequence[str]],
+                   examples_file: str) -> list[Finding]:
+    """Example questions filed under an id the guide base does not have (retrieval skips
+    them): usually an entry renamed or removed since the questions were collected."""
+    known = {e.id for e in _entries(g.base)}
+    return [Finding(examples_file, entry_id, "questions",
+                    f"问法示例对应的事项不存在，{len(said)} 条示例不起作用", Severity.WARNING)
+            for entry_id, said in examples.items() if entry_id not in known]
+
+
 def _entries(base: GuideBase) -> list[Entry]:
     return [*base.items.values(), *base.bundles.values()]
 
@@ -384,7 +394,9 @@ def load(path: Path | None = None) -> tuple[LintedGuide, list[Problem]]:
 
 
 def lint_path(path: Path | None = None, *, today: date | None = None,
-              required_file: Path | None = None) -> list[Finding]:
+              required_file: Path | None = None,
+              examples: Mapping[str, Sequence[str]] | None = None,
+              examples_file: str = "-") -> list[Finding]:
     """Validation problems (as errors) and lint findings for a guide base on disk; the
     required-items list defaults to the bundled one when the bundled guide is linted."""
     g, problems = load(path)
@@ -398,5 +410,7 @@ def lint_path(path: Path | None = None, *, today: date | None = None,
         except (OSError, UnicodeDecodeError) as exc:
             found.append(Finding(str(required_file), "-", "-", f"无法读取必办事项清单: {exc}",
                                  Severity.ERROR))
+    if examples is not None:
+        found.extend(check_examples(g, examples, examples_file))
     return found + lint(g, today=today or date.today(), required=required,
                         required_file=str(required_file or "-"))

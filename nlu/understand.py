@@ -16,6 +16,7 @@ from knowledge.embed import Encoder, EncoderUnavailable, UseEncoder, VectorCache
 from knowledge.index import Hit, Scope, SearchIndex, SearchService
 from knowledge.validate import GuideBase
 from nlu.cues import DialogueCues, SlotValue, load_cues
+from nlu.examples import QUESTIONS_FILE, ExamplesError, load_examples
 from nlu.intents import EmbeddedClassifier, Entity, IntentClassifier, ParseResult
 from nlu.tokenizer import Lexicon, Tokenizer
 from nlu.tokenizer import signature as tokenizer_signature
@@ -82,6 +83,7 @@ class Understanding:
         index_dir: Path | None = None,
         encoder: Encoder | bool | None = True,
         classifier: IntentClassifier | None = None,
+        examples_file: Path = QUESTIONS_FILE,
     ) -> None:
         faiss.omp_set_num_threads(1)  # single queries: threads only add overhead here
         self.tokenizer = Tokenizer(guide)
@@ -101,6 +103,16 @@ class Understanding:
         self._cache = (
             VectorCache(index_dir, self.encoder) if index_dir and self.encoder else None
         )
+        self._example_cache = (
+            VectorCache(index_dir / "examples", self.encoder) if index_dir and self.encoder
+            else None
+        )
+        self.examples_problem: str | None = None
+        try:
+            self.examples = load_examples(examples_file, normalize=self.tokenizer.normalize)
+        except ExamplesError as exc:
+            log.warning("no example questions: %s", exc)
+            self.examples, self.examples_problem = {}, str(exc)
         self.classifier = classifier or self._train_intents()
         self.cues: DialogueCues = load_cues()
         memory.release()  # the tokenizer's and the trainer's temporaries
@@ -116,7 +128,8 @@ class Understanding:
             return RetrievalOnly()
 
     def _build(self, guide: GuideBase, content_hash: str) -> SearchIndex:
-        return SearchIndex(guide, content_hash, self.tokenizer.terms, self.encoder, self._cache)
+        return SearchIndex(guide, content_hash, self.tokenizer.terms, self.encoder, self._cache,
+                           examples=self.examples, example_cache=self._example_cache)
 
     def refresh(self, guide: GuideBase, content_hash: str) -> bool:
         if self.search_service.index.content_hash == content_hash:
