@@ -62,7 +62,11 @@ def enabled(settings: Settings) -> bool:
 
 def allowed_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """``"10.0.0.5, 10.1.0.0/16"``: fails loudly at start-up on a malformed entry."""
-    return [ipaddress.ip_network(a.strip(), strict=False) for a in spec.split(",") if a.strip()]
+    try:
+        return [ipaddress.ip_network(a.strip(), strict=False) for a in spec.split(",")
+                if a.strip()]
+    except ValueError as exc:
+        raise ValueError(f"DAOBAN_METRICS_ALLOW: {exc}") from exc
 
 
 class Metrics:

@@ -97,6 +97,8 @@ def test_off_by_default_and_restricted_by_address(tmp_path: Path) -> None:
     # TestClient's address is "testclient": not in any allowed network.
     with TestClient(app_for(_settings(tmp_path / "net", metrics_allow="10.0.0.0/8"))) as c:
         assert c.get("/metrics").status_code == 403
+    with pytest.raises(ValueError, match="DAOBAN_METRICS_ALLOW"):
+        app_for(_settings(tmp_path / "bad", metrics_allow="10.0.0.0/8, intranet"))
 
 
 def test_messages_by_channel_and_outcome(client: TestClient) -> None:
