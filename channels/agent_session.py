@@ -240,7 +240,9 @@ class AgentSession:
             return
         self.watch(cid, last)
         self._checked[cid] = time.monotonic()  # a claim since then logs a "mode" event
-        await self.send({"type": "context", **await self.desk.context(cid)})
+        # last_seq: what the console is about to read is history (no new-message sound).
+        upto = await anyio.to_thread.run_sync(self.desk.store.last_seq, cid)
+        await self.send({"type": "context", **await self.desk.context(cid), "last_seq": upto})
         await self.flush(cid)
 
     async def run(self) -> None:

@@ -12,7 +12,6 @@
   try { muted = localStorage.getItem(MUTE_KEY) === "1"; } catch (e) { /* private mode */ }
   $("mute").checked = muted;
 
-  function active() { return document.visibilityState === "visible" && document.hasFocus(); }
   function sla() { var me = D.me(); return (me && me.sla_seconds) || 120; }
   function count(o) { return Object.keys(o).reduce(function (n, k) { return n + (o[k] || 0); }, 0); }
 
@@ -41,28 +40,49 @@
     if (pending) return;
     pending = setTimeout(function () { pending = null; D.renderLists(); title(); }, 100);
   }
-  function seen(c) { unread[c] = 0; title(); later(); }
+  function seen(c) {
+    unread[c] = 0;
+    if (maxSeen[c]) { read[c] = maxSeen[c]; saveRead(); }
+    title(); later();
+  }
+
+  // What the agent has read, per chat (the highest sequence number shown while the chat was
+  // open), kept across reloads: unread counts only what came after it.
+  var read = {};
+  function readKey() { var me = D.me(); return "daoban.agent.read." + (me ? me.id : ""); }
+  function saveRead() {
+    var l = D.lists(), keep = {};
+    (l ? l.chats : []).forEach(function (it) { if (read[it.conversation_id]) keep[it.conversation_id] = read[it.conversation_id]; });
+    try { localStorage.setItem(readKey(), JSON.stringify(keep)); } catch (e) { /* private mode */ }
+  }
+  D.on("start", function () {
+    try { read = JSON.parse(localStorage.getItem(readKey()) || "{}") || {}; } catch (e) { read = {}; }
+  });
+  function shown(c) { return c === D.current() && document.visibilityState === "visible"; }
 
   D.on("event", function (f) {
     var c = f.conversation_id;
     if (f.seq <= (maxSeen[c] || 0)) return;  // the log read again when a chat is opened
-    var live = maxSeen[c] !== undefined;  // not the history of a chat loaded just now
+    var live = history[c] !== undefined && f.seq > history[c];  // not the log of a chat being loaded
     maxSeen[c] = f.seq;
     if (f.from === "citizen" || f.from === "agent" || f.from === "bot") {
       var t = f.from === "citizen" ? D.label(c, f.text).text : f.text;
       preview[c] = (f.from === "citizen" ? "市民：" : f.from === "agent" ? "我方：" : "助手：") + String(t).slice(0, 60);
     }
+    if (shown(c)) { read[c] = f.seq; saveRead(); }
     if (f.from === "citizen") {
       if (!waitingSince[c]) waitingSince[c] = Math.min(D.at(f.at) || Date.now(), Date.now());
-      if (c !== D.current() || !active()) {
-        unread[c] = (unread[c] || 0) + 1;
-        if (live) beep();
-      }
+      if (!shown(c) && f.seq > (read[c] || 0)) unread[c] = (unread[c] || 0) + 1;
+      if (live && (!shown(c) || !document.hasFocus())) beep();
     } else if (f.from === "agent") {
       waitingSince[c] = null; unread[c] = 0;
     }
     later();
   });
+
+  // An opened chat's context says up to where its log is history.
+  var history = {};
+  D.on("loading", function (f) { history[f.conversation_id] = Math.max(history[f.conversation_id] || 0, f.last_seq || 0); });
 
   D.on("lists", function (l) {
     var q = {}, chats = {}, fresh = false;
@@ -87,18 +107,19 @@
     if (newQueued[it.conversation_id]) d.classList.add("new");
     if (wait > sla()) {
       d.classList.add("sla"); breaches++;
-      d.querySelector(".wait").insertBefore(D.el("span", "sla-tag", "超时 "), d.querySelector(".wait").firstChild);
+      var w = d.querySelector(".deco .wait");
+      w.insertBefore(D.el("span", "sla-tag", "超时 "), w.firstChild);
     }
   });
   D.on("chatItem", function (it, d) {
-    var c = it.conversation_id;
+    var c = it.conversation_id, x = d.querySelector(".deco");
     if (unread[c]) d.querySelector(".head").appendChild(D.el("span", "badge", String(unread[c])));
-    if (preview[c]) d.appendChild(D.el("div", "preview", preview[c]));
+    if (preview[c]) x.appendChild(D.el("div", "preview", preview[c]));
     if (waitingSince[c]) {
       var s = Math.max(0, Math.floor((Date.now() - waitingSince[c]) / 1000));
       var w = D.el("div", "meta wait", "市民已等 " + D.mins(s));
       if (s > sla()) { d.classList.add("sla"); breaches++; w.insertBefore(D.el("span", "sla-tag", "超时 "), w.firstChild); }
-      d.appendChild(w);
+      x.appendChild(w);
     }
   });
   // Breaches are counted while the lists are drawn; supervisors see the total.
@@ -120,7 +141,7 @@
     if (!audio && Ctx) { try { audio = new Ctx(); } catch (e) { /* none */ } }
   }, { once: true });
   window.addEventListener("focus", function () { var c = D.current(); if (c) seen(c); });
-  document.addEventListener("visibilitychange", function () { var c = D.current(); if (c && active()) seen(c); });
+  document.addEventListener("visibilitychange", function () { var c = D.current(); if (c && shown(c)) seen(c); });
   setInterval(function () { D.renderLists(); }, 5000);  // waiting times move on
 
   D.on("state", function (s) {

@@ -20,7 +20,9 @@
   function query() { var m = /^\/(\S*)$/.exec($("msg").value); return m ? m[1].toLowerCase() : null; }
   function open(q) {
     shown = replies.filter(function (c) {
-      return !q || c.shortcut.toLowerCase().indexOf(q) === 0 || c.text.indexOf(q) >= 0;
+      // By shortcut; by the words of the text (not its {variables}) from two characters on.
+      return !q || c.shortcut.toLowerCase().indexOf(q) === 0 ||
+        (q.length > 1 && c.text.replace(/\{\w+\}/g, "").indexOf(q) >= 0);
     });
     var menu = $("canned-menu"); menu.innerHTML = "";
     if (!shown.length) { menu.hidden = true; return; }

@@ -14,6 +14,7 @@
   var watched = {};  // conversation id -> true once "open" was sent on this socket
   var titles = {};   // conversation id -> {button payload -> title}
   var typingTimer = null, typingSent = 0;
+  var rendered = {};  // seq -> true for the rows of the open chat
   var next = $("login").getAttribute("data-next") || "";
   $("login-next").hidden = !next;
   var hooks = {};
@@ -105,7 +106,7 @@
     if (f.type === "ping") return send({ type: "pong" });
     if (f.type === "lists") { lists = f; lists.at = Date.now(); watchChats(); D.emit("lists", f); D.renderLists(); renderAgents(); }
     else if (f.type === "event") addEvent(f);
-    else if (f.type === "context") renderContext(f);
+    else if (f.type === "context") { D.emit("loading", f); renderContext(f); }
     else if (f.type === "claimed") openChat(f.conversation_id);
     else if (f.type === "ack") acked(f);
     else if (f.type === "citizen") { citizenOnline[f.conversation_id] = f.online; renderHead(); }
@@ -121,7 +122,8 @@
     else if (f.type === "ended" || f.type === "transferred" || f.type === "unwatched") {
       delete watched[f.conversation_id];
       if (f.type === "unwatched") delete lastSeq[f.conversation_id];
-      if (f.conversation_id === current) $("chat-head").textContent = "会话已结束或已转出。";
+      var head = $("chat-head");
+      if (f.conversation_id === current && head.textContent.indexOf("已转出") !== 0) head.textContent = "会话已结束或已转出。";
       D.emit("gone", f.conversation_id);
     }
   }
@@ -135,39 +137,62 @@
     });
   }
 
+  // The lists are drawn in place: an item keeps its element (and its buttons) while it stays
+  // in the list, so a click is never lost to a redraw (they come with every event).
+  var queueEls = {}, chatEls = {};
+  function place(box, els, rows, make, fill) {
+    var keep = {};
+    rows.forEach(function (it, i) {
+      var c = it.conversation_id;
+      keep[c] = true;
+      var d = els[c] || (els[c] = make(it));
+      fill(it, d);
+      if (box.children[i] !== d) box.insertBefore(d, box.children[i] || null);
+    });
+    Object.keys(els).forEach(function (c) {
+      if (!keep[c]) { if (els[c].parentNode) els[c].parentNode.removeChild(els[c]); delete els[c]; }
+    });
+  }
+  function deco(d) {  // the part of an item redrawn every time (no buttons in it)
+    var x = d.querySelector(".deco"); x.innerHTML = ""; return x;
+  }
   function renderLists() {
-    var q = $("queue"); q.innerHTML = "";
     $("queue-count").textContent = "(" + lists.queue.length + ")";
     var age = Math.floor((Date.now() - lists.at) / 1000);  // since the list came
-    lists.queue.forEach(function (it) {
+    place($("queue"), queueEls, lists.queue, function (it) {
       var d = el("div", "item");
       d.setAttribute("data-cid", it.conversation_id);
       d.onclick = function () { openChat(it.conversation_id); };
-      var wait = it.waiting_seconds + age, total = it.total_seconds + age;
-      d.appendChild(el("div", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
-      d.appendChild(el("div", "meta wait", "等待 " + mins(wait) +
-        (total > wait + 5 ? "（共 " + mins(total) + "）" : "") + " · " + (REASONS[it.reason] || it.reason) +
-        " · " + (CHANNELS[it.channel] || it.channel) + (it.citizen_online === false ? " · 市民已离开" : "")));
+      d.appendChild(el("div", "head")); d.appendChild(el("div", "deco"));
       var b = el("button", "btn primary", "接入"); b.type = "button";
       b.onclick = function (ev) { ev.stopPropagation(); send({ type: "claim", conversation_id: it.conversation_id }); };
       var v = el("button", "btn", "查看"); v.type = "button";
       v.onclick = function (ev) { ev.stopPropagation(); openChat(it.conversation_id); };
       d.appendChild(b); d.appendChild(v);
+      return d;
+    }, function (it, d) {
+      var wait = it.waiting_seconds + age, total = it.total_seconds + age;
+      d.className = "item";
+      d.querySelector(".head").textContent = (it.item || "未确定事项") + " · " + (it.department || "综合");
+      var x = deco(d);
+      x.appendChild(el("div", "meta wait", "等待 " + mins(wait) +
+        (total > wait + 5 ? "（共 " + mins(total) + "）" : "") + " · " + (REASONS[it.reason] || it.reason) +
+        " · " + (CHANNELS[it.channel] || it.channel) + (it.citizen_online === false ? " · 市民已离开" : "")));
       D.emit("queueItem", it, d, wait);
-      q.appendChild(d);
     });
-    var c = $("chats"); c.innerHTML = "";
-    lists.chats.forEach(function (it) {
-      var d = el("div", "item" + (it.conversation_id === current ? " active" : ""));
+    place($("chats"), chatEls, lists.chats, function (it) {
+      var d = el("div", "item");
       d.setAttribute("data-cid", it.conversation_id);
-      var head = el("div", "head");
-      head.appendChild(el("span", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
-      d.appendChild(head);
-      d.appendChild(el("div", "meta", (it.mine ? "我负责" : it.agent) + " · " + (CHANNELS[it.channel] || it.channel) +
-        (it.citizen_online === false ? " · 市民已离开" : "")));
       d.onclick = function () { openChat(it.conversation_id); };
+      d.appendChild(el("div", "head")); d.appendChild(el("div", "deco"));
+      return d;
+    }, function (it, d) {
+      d.className = "item" + (it.conversation_id === current ? " active" : "");
+      var head = d.querySelector(".head"); head.innerHTML = "";
+      head.appendChild(el("span", "", (it.item || "未确定事项") + " · " + (it.department || "综合")));
+      deco(d).appendChild(el("div", "meta", (it.mine ? "我负责" : it.agent) + " · " + (CHANNELS[it.channel] || it.channel) +
+        (it.citizen_online === false ? " · 市民已离开" : "")));
       D.emit("chatItem", it, d);
-      c.appendChild(d);
     });
   }
 
@@ -191,7 +216,7 @@
 
   function openChat(id) {
     if (current !== id) {
-      current = id; $("log").innerHTML = ""; $("typing").textContent = "";
+      current = id; $("log").innerHTML = ""; $("typing").textContent = ""; rendered = {};
       lastSeq[id] = 0; outbox.forEach(pendingRow);
     }
     watched[id] = true;
@@ -232,6 +257,8 @@
     D.emit("event", f);
     if (c !== current) return;
     if (f.kind === "delivery" && delivery(f)) return;
+    if (rendered[f.seq]) return;  // sent again: the chat was opened twice in a row
+    rendered[f.seq] = true;
     var stick = nearBottom() || f.from === "agent";
     var mine = f.client_id && rowOf(String(f.client_id).split(":").pop());
     if (mine && !mine.classList.contains("failed")) mine.parentNode.removeChild(mine);
