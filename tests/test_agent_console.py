@@ -18,6 +18,7 @@ import pytest
 
 from tests.consoles import PASSWORD, Reader
 from tests.servers import add_agent, daoban_server, launch_chromium, require_chromium
+from tests.test_agent_multiprocess import two_servers  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -39,9 +40,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(server: str) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    require_chromium()
     with sync_playwright() as p:
         b = launch_chromium(p)
         try:
@@ -293,3 +295,42 @@ def test_direct_transfer_to_a_named_colleague(server: str, browser: Any) -> None
     li.context.close()
     page.context.close()
     c.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_typing_and_replies_across_two_processes(two_servers: tuple[str, str],  # noqa: F811
+                                                 browser: Any) -> None:
+    """The citizen's page on process A, the console on process B (PostgreSQL + Redis):
+    typing indicators and messages cross the bus both ways."""
+    a, b = two_servers
+    citizen = browser.new_context(locale="zh-CN").new_page()
+    citizen.goto(a + "/")
+    citizen.wait_for_function("() => window.daoban && window.daoban.state().connected")
+    citizen.fill("#msg", "社保卡丢了咋整")
+    citizen.keyboard.press("Enter")
+    citizen.get_by_role("button", name="逐项核对材料").last.click(timeout=15_000)
+    citizen.get_by_role("button", name="转人工").first.click()
+    citizen.locator(".row.system", has_text="正在为您转接人工帮办").wait_for(timeout=15_000)
+    cid = citizen.evaluate("() => window.daoban.state().cid")
+
+    page = console(browser, b, "wang")
+    claim(page, cid)
+    assert page.locator(".row.citizen .text.pressed").all_inner_texts() == [
+        "逐项核对材料", "转人工"]
+    page.locator("#msg").press_sequentially("稍等")
+    citizen.locator(".typing-hint", has_text="帮办人员正在输入…").wait_for(timeout=10_000)
+    citizen.locator("#msg").press_sequentially("好的")
+    page.locator("#typing", has_text="市民正在输入…").wait_for(timeout=10_000)
+    page.fill("#msg", "")
+    page.locator("#msg").press_sequentially("您好")
+    page.keyboard.press("Shift+Enter")
+    page.locator("#msg").press_sequentially("请问您是本人办理吗？")
+    page.keyboard.press("Enter")
+    citizen.locator(".row.agent", has_text="请问您是本人办理吗？").wait_for(timeout=15_000)
+    citizen.keyboard.press("Enter")  # sends "好的"
+    page.locator(".row.citizen .text", has_text="好的").wait_for(timeout=15_000)
+    assert page.locator("#typing").inner_text() == ""  # the message ends "typing"
+    page.context.close()
+    citizen.context.close()

@@ -13,7 +13,6 @@
   var citizenOnline = {};
   var watched = {};  // conversation id -> true once "open" was sent on this socket
   var titles = {};   // conversation id -> {button payload -> title}
-  var typingTimer = null, typingSent = 0;
   var rendered = {};  // seq -> true for the rows of the open chat
   var next = $("login").getAttribute("data-next") || "";
   $("login-next").hidden = !next;
@@ -110,8 +109,7 @@
     else if (f.type === "claimed") openChat(f.conversation_id);
     else if (f.type === "ack") acked(f);
     else if (f.type === "citizen") { citizenOnline[f.conversation_id] = f.online; renderHead(); }
-    else if (f.type === "typing") showTyping(f);
-    else if (f.type === "items") renderItems(f.items);
+    else if (f.type === "typing" || f.type === "items") D.emit(f.type, f);
     else if (f.type === "error" && f.client_id) failed(f.client_id, f.message);
     else if (f.type === "error") problem(f.message);
     else if (f.type === "transferred" && f.conversation_id === current) {
@@ -279,7 +277,7 @@
     row.setAttribute("data-seq", f.seq);
     $("log").insertBefore(row, $("log").querySelector(".row.pending"));  // unsent ones stay last
     if (stick) toBottom();
-    if (f.from === "citizen") $("typing").textContent = "";
+    if (f.from === "citizen") D.emit("typing", null);
   }
 
   // A WeChat reply that did not go out: shown on the message, with the way to leave it as a 留言.
@@ -297,21 +295,6 @@
       b.appendChild(btn);
     }
     return true;
-  }
-
-  // ---- typing, both ways ----
-  function showTyping(f) {
-    if (f.conversation_id !== current) return;
-    $("typing").textContent = "市民正在输入…";
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(function () { $("typing").textContent = ""; }, 4000);
-  }
-  function typed() {
-    if (!current || Date.now() - typingSent < 2000 || !$("msg").value.trim() || $("msg").value.charAt(0) === "/") return;
-    var mine = lists && lists.chats.some(function (it) { return it.conversation_id === current && it.mine; });
-    if (!mine) return;  // a chat only looked at: the citizen is not told anyone is writing
-    typingSent = Date.now();
-    send({ type: "typing", conversation_id: current });
   }
 
   // ---- outbox ----
@@ -372,23 +355,6 @@
     row.classList.remove("pending"); row.classList.add("failed");
     row.querySelector(".status").textContent = "未发送：" + message;
   }
-  function renderItems(items) {
-    var box = $("items"); box.innerHTML = "";
-    items.forEach(function (it) {
-      var d = el("div", "item");
-      d.appendChild(el("div", "", it.name));
-      var a = el("button", "btn", "发卡片"); a.type = "button";
-      a.onclick = function () { insert(it.id, "item"); };
-      var m = el("button", "btn", "发材料清单"); m.type = "button";
-      m.onclick = function () { insert(it.id, "materials"); };
-      d.appendChild(a); d.appendChild(m); box.appendChild(d);
-    });
-  }
-  function insert(id, kind) {
-    if (!current) return;
-    enqueue({ type: "insert", conversation_id: current, entry_id: id, kind: kind },
-            kind === "materials" ? "（材料清单）" : "（事项卡片）");
-  }
   function submit() {
     var t = $("msg").value.trim();
     if (!t || !current) return;
@@ -406,19 +372,6 @@
     if (ev.defaultPrevented) return;  // taken by the 常用语 menu
     ev.preventDefault(); submit();
   });
-  $("msg").addEventListener("input", typed);
-  $("item-q").addEventListener("input", function () { send({ type: "search", q: this.value }); });
-  $("note-send").onclick = function () {
-    var t = $("note").value.trim(); if (!t || !current) return;
-    enqueue({ type: "note", conversation_id: current, text: t }, t); $("note").value = "";
-  };
-  $("transfer").onclick = function () {
-    if (!current) return;
-    var to = $("to-agent").value;
-    send({ type: "transfer", conversation_id: current, to_agent: to ? Number(to) : null, to_department: $("to-dept").value || null });
-  };
-  $("handback").onclick = function () { if (current) send({ type: "handback", conversation_id: current }); };
-  $("close").onclick = function () { if (current) send({ type: "close", conversation_id: current, summary: $("summary").value }); };
   window.daobanAgent = { state: function () {
     var s = { connected: connected(), current: current, pending: outbox.length };
     D.emit("state", s);
