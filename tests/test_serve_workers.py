@@ -119,3 +119,39 @@ def _known(log: Path) -> set[int]:
 def _alive(pids: set[int]) -> list[int]:
     return sorted(pid for pid in pids if Path(f"/proc/{pid}").exists()
                   and "zombie" not in Path(f"/proc/{pid}/status").read_text())
+
+
+def test_nothing_pooled_is_inherited_by_the_workers(tmp_path: Path) -> None:
+    """Before the fork the master's database connections are closed and a Rasa client's
+    kept-alive connection is left behind: two processes on one connection corrupt it."""
+    import gc
+    from types import SimpleNamespace
+
+    import httpx
+    from sqlalchemy import text
+    from sqlalchemy.pool import QueuePool
+
+    from channels.prefork import prepare_for_fork
+    from knowledge.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    pool = engine.pool
+    assert isinstance(pool, QueuePool) and pool.checkedin() == 1
+    rasa_client = httpx.Client(timeout=2.5)
+    classifier = SimpleNamespace(_client=rasa_client)
+    services = SimpleNamespace(assistant=SimpleNamespace(
+        store=SimpleNamespace(engine=engine),
+        understanding=SimpleNamespace(classifier=classifier)))
+    try:
+        prepare_for_fork(services)  # type: ignore[arg-type]
+        assert pool.checkedin() == 0 and engine.pool is not pool  # closed, a fresh pool
+        assert rasa_client.is_closed
+        assert classifier._client is not rasa_client and not classifier._client.is_closed
+        assert classifier._client.timeout == rasa_client.timeout
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        classifier._client.close()
+        engine.dispose()
