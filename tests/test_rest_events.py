@@ -7,8 +7,10 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +20,10 @@ from assistant.agents import Role
 from assistant.desk import AgentDesk
 from channels import rest_events
 from channels.settings import Settings
-from tests.consoles import PASSWORD, Reader, agent_ws, http_login, token, until
+from tests.consoles import PASSWORD, agent_ws, token, until
 from tests.harness import app_for, rest_conversation
-from tests.test_agent_multiprocess import two_servers  # noqa: F401  (the fixture)
+from tests.servers import daoban_process
+from tests.test_agent_multiprocess import REDIS_URL, _redis_up
 
 API_TOKEN = "events-api-token-0123456789abcdef"
 
@@ -129,53 +132,62 @@ def test_the_poll_is_opened_by_the_conversations_token_only(client: TestClient) 
         assert client.get(url, params=bad, headers=auth).status_code == 422
 
 
-# --- two processes: the citizen's poll on A, the agent on B ---------------------------------
+# --- two processes: the citizen's poll on a ``daoban serve``, the agent on this one --------
+
 
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
 def test_long_poll_on_one_process_gets_the_reply_sent_on_another(
-        two_servers: tuple[str, str]) -> None:  # noqa: F811
-    from websockets.sync.client import connect
+        pg_url: str, tmp_path: Path) -> None:
+    """The agent's console is on this test's app, the REST citizen's poll on a real server
+    process; PostgreSQL and Redis between them (one server start, not two)."""
+    if not _redis_up():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    prefix = f"daoban-test-{uuid.uuid4().hex[:10]}:"
+    settings = Settings(database_url=pg_url, index_dir=tmp_path / "idx", redis_url=REDIS_URL,
+                        redis_prefix=prefix, agent_wait_limit=600, agent_grace_seconds=600)
+    app = app_for(settings)
+    with TestClient(app) as here:
+        app.state.desk.agents.add("wang", PASSWORD, display_name="王帮办", skills=("人社",))
+        with daoban_process(tmp_path, DAOBAN_DATABASE_URL=pg_url, DAOBAN_REDIS_URL=REDIS_URL,
+                            DAOBAN_REDIS_PREFIX=prefix) as (there, _):
 
-    a, b = two_servers
+            def call(method: str, path: str, body: Any = None, auth: str = "") -> Any:
+                req = urllib.request.Request(
+                    there + path, method=method,
+                    data=None if body is None else json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json",
+                             **({"Authorization": f"Bearer {auth}"} if auth else {})})
+                with urllib.request.urlopen(req, timeout=40) as r:
+                    return json.loads(r.read())
 
-    def call(method: str, path: str, body: Any = None, auth: str = "",
-             timeout: float = 30) -> Any:
-        req = urllib.request.Request(
-            a + path, method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json",
-                     **({"Authorization": f"Bearer {auth}"} if auth else {})})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
+            made = call("POST", "/api/v1/conversations", {})
+            cid, cap = made["id"], made["token"]
+            for text in ("社保卡丢了咋整", "转人工"):
+                call("POST", f"/api/v1/conversations/{cid}/messages", {"text": text}, cap)
+            events = f"/api/v1/conversations/{cid}/events"
+            last = call("GET", events, auth=cap)["last_seq"]
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                call("GET", events + "?wait=1", auth="wrong")
+            assert refused.value.code == 404
 
-    made = call("POST", "/api/v1/conversations", {})
-    cid, cap = made["id"], made["token"]
-    for text in ("社保卡丢了咋整", "转人工"):
-        call("POST", f"/api/v1/conversations/{cid}/messages", {"text": text}, cap)
-    last = call("GET", f"/api/v1/conversations/{cid}/events", auth=cap)["last_seq"]
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        call("GET", f"/api/v1/conversations/{cid}/events?wait=1", auth="wrong")
-    assert refused.value.code == 404
-
-    with connect(b.replace("http", "ws") + "/ws/agent",
-                 additional_headers={"Authorization": f"Bearer {http_login(b)}"}) as aws, \
-            ThreadPoolExecutor(1) as pool:
-        agent = Reader(aws)
-        agent.until(lambda f: f["type"] == "lists" and any(
-            q["conversation_id"] == cid for q in f["queue"]))
-        aws.send(json.dumps({"type": "claim", "conversation_id": cid}))
-        agent.until(lambda f: f["type"] == "claimed")
-        got = call("GET", f"/api/v1/conversations/{cid}/events?after={last}&wait=20", auth=cap)
-        assert [f.get("mode") for f in got["events"]] == ["WITH_AGENT"]
-        poll = pool.submit(call, "GET",
-                           f"/api/v1/conversations/{cid}/events?after={got['last_seq']}&wait=25",
-                           None, cap)
-        sent = time.monotonic()
-        aws.send(json.dumps({"type": "send", "conversation_id": cid, "client_id": "x1",
-                             "text": "您好，这里是王帮办（另一个进程）。"}))
-        reply = poll.result(timeout=30)
-        latency = time.monotonic() - sent
-    assert [(f["from"], f["text"]) for f in reply["events"]] == [
+            with agent_ws(here, token(here)) as agent, ThreadPoolExecutor(1) as pool:
+                until(agent, lambda f: f["type"] == "lists" and any(
+                    q["conversation_id"] == cid for q in f["queue"]))
+                joined = pool.submit(call, "GET", f"{events}?after={last}&wait=25", None, cap)
+                agent.send_text(json.dumps({"type": "claim", "conversation_id": cid}))
+                until(agent, lambda f: f["type"] == "claimed")
+                got = joined.result(timeout=30)
+                assert [f.get("mode") for f in got["events"]] == ["WITH_AGENT"]
+                reply = pool.submit(call, "GET", f"{events}?after={got['last_seq']}&wait=25",
+                                    None, cap)
+                sent = time.monotonic()
+                agent.send_text(json.dumps({"type": "send", "conversation_id": cid,
+                                            "client_id": "x1",
+                                            "text": "您好，这里是王帮办（另一个进程）。"}))
+                answer = reply.result(timeout=30)
+                latency = time.monotonic() - sent
+    assert [(f["from"], f["text"]) for f in answer["events"]] == [
         ("agent", "您好，这里是王帮办（另一个进程）。")]
     assert latency < 3.0, latency
