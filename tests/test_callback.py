@@ -39,7 +39,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.changed:
                     status = outer.plan.pop(0) if outer.plan else 200
@@ -201,7 +201,7 @@ def test_nobody_on_duty_is_pushed_to_the_callback(client: TestClient, receiver: 
     sender = "citizen with spaces"
     _webhook(client, sender, "身份证丢了怎么补办")
     replies = _webhook(client, sender, "转人工")
-    assert all(NOBODY != r["text"] for r in replies)
+    assert all(r["text"] != NOBODY for r in replies)
     cid = rasa_conversation_id(sender)
     hashed = recipient(cid)
     assert hashed == "h-" + hashlib.sha256(sender.encode()).hexdigest()[:32]
