@@ -38,7 +38,7 @@
   }
   function later() {  // one re-render for a burst of events
     if (pending) return;
-    pending = setTimeout(function () { pending = null; D.renderLists(); title(); }, 100);
+    pending = setTimeout(function () { pending = null; D.renderLists("chats"); title(); }, 100);
   }
   function seen(c) {
     unread[c] = 0;
@@ -106,7 +106,7 @@
   D.on("queueItem", function (it, d, wait) {
     if (newQueued[it.conversation_id]) d.classList.add("new");
     if (wait > sla()) {
-      d.classList.add("sla"); breaches++;
+      d.classList.add("sla"); queueBreaches++;
       var w = d.querySelector(".deco .wait");
       w.insertBefore(D.el("span", "sla-tag", "超时 "), w.firstChild);
     }
@@ -118,14 +118,18 @@
     if (waitingSince[c]) {
       var s = Math.max(0, Math.floor((Date.now() - waitingSince[c]) / 1000));
       var w = D.el("div", "meta wait", "市民已等 " + D.mins(s));
-      if (s > sla()) { d.classList.add("sla"); breaches++; w.insertBefore(D.el("span", "sla-tag", "超时 "), w.firstChild); }
+      if (s > sla()) { d.classList.add("sla"); chatBreaches++; w.insertBefore(D.el("span", "sla-tag", "超时 "), w.firstChild); }
       x.appendChild(w);
     }
   });
   // Breaches are counted while the lists are drawn; supervisors see the total.
   var render = D.renderLists;
-  D.renderLists = function () {
-    breaches = 0; render();
+  var queueBreaches = 0, chatBreaches = 0;
+  D.renderLists = function (part) {  // breaches are counted while the items are drawn
+    if (part !== "chats") queueBreaches = 0;
+    chatBreaches = 0;
+    render(part);
+    breaches = queueBreaches + chatBreaches;
     var me = D.me(), b = $("breaches");
     b.hidden = !(me && me.role !== "agent" && breaches);
     b.textContent = "超时 " + breaches + " 个";

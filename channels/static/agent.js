@@ -26,7 +26,7 @@
     me: function () { return me; },
     current: function () { return current; },
     lists: function () { return lists; },
-    send: send, el: el, label: label, enqueue: enqueue, renderLists: function () { if (lists) renderLists(); }
+    send: send, el: el, label: label, enqueue: enqueue, renderLists: function (part) { if (lists) renderLists(part); }
   };
 
   function el(tag, cls, text) {
@@ -154,10 +154,10 @@
   function deco(d) {  // the part of an item redrawn every time (no buttons in it)
     var x = d.querySelector(".deco"); x.innerHTML = ""; return x;
   }
-  function renderLists() {
+  function renderLists(part) {  // part "chats": the queue is left as it is
     $("queue-count").textContent = "(" + lists.queue.length + ")";
     var age = Math.floor((Date.now() - lists.at) / 1000);  // since the list came
-    place($("queue"), queueEls, lists.queue, function (it) {
+    if (part !== "chats") place($("queue"), queueEls, lists.queue, function (it) {
       var d = el("div", "item");
       d.setAttribute("data-cid", it.conversation_id);
       d.onclick = function () { openChat(it.conversation_id); };
@@ -245,7 +245,12 @@
     problemTimer = setTimeout(function () { p.hidden = true; }, 8000);
   }
   function nearBottom() { var l = $("log"); return l.scrollHeight - l.scrollTop - l.clientHeight < 80; }
-  function toBottom() { var l = $("log"); l.scrollTop = l.scrollHeight; }
+  var scrollPending = false;
+  function toBottom() {  // once per frame: a chat's whole log arrives as a burst of events
+    if (scrollPending) return;
+    scrollPending = true;
+    requestAnimationFrame(function () { scrollPending = false; var l = $("log"); l.scrollTop = l.scrollHeight; });
+  }
   function addEvent(f) {
     var c = f.conversation_id;
     lastSeq[c] = Math.max(lastSeq[c] || 0, f.seq);
@@ -257,7 +262,7 @@
     if (f.kind === "delivery" && delivery(f)) return;
     if (rendered[f.seq]) return;  // sent again: the chat was opened twice in a row
     rendered[f.seq] = true;
-    var stick = nearBottom() || f.from === "agent";
+    var stick = scrollPending || nearBottom() || f.from === "agent";
     var mine = f.client_id && rowOf(String(f.client_id).split(":").pop());
     if (mine && !mine.classList.contains("failed")) mine.parentNode.removeChild(mine);
     var cls = { citizen: "citizen", bot: "bot", agent: "agent", system: "system", note: "note" }[f.from] || "system";
