@@ -590,6 +590,7 @@
   // ---- typing, both ways, only with a human on the other side ----
   var withHuman = false, typingEl = null, typingTimer = null, typedAt = 0;
   function agentTyping(on) {
+    if (!typingEl && !on) return;
     if (!typingEl) {
       typingEl = el('p', 'typing-hint');
       typingEl.setAttribute('role', 'status');
