@@ -37,7 +37,7 @@ W_FREQUENT = 0.02  # prior for 高频事项: a vague "怎么取公积金" offers
 # Citizens' earlier wordings of an item (nlu/data/questions.yml): the closer the question is
 # to one of them, above a floor of plain topical likeness, the more that item gains.
 # Chosen by cross-validation over the development sets, one set held out at a time
-# (benchmarks/retrieval.py --examples prints it).
+# (benchmarks/examples_cv.py prints it).
 W_EXAMPLE = 0.4
 EXAMPLE_FLOOR = 0.6
 # "一起办", "都要办啥", "下一步干啥": the citizen wants the whole 一件事, not one item.
