@@ -103,6 +103,7 @@ class Outbound:
         self._locks: dict[str, asyncio.Lock] = {}  # agent messages leave in the order sent
         self._later: dict[str, asyncio.Lock] = {}  # queued sinks' pushes, in order
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resending: set[tuple[str, int | None]] = set()  # held 留言 on their way
 
     def lock(self, cid: str) -> asyncio.Lock:
         return self._locks.setdefault(cid, asyncio.Lock())
@@ -118,9 +119,16 @@ class Outbound:
         if sink is None:
             return None
         if getattr(sink, "queued", False):
+            key = (cid, of)
+            if then is not None:  # a held 留言 goes once, even if the citizen writes twice
+                if key in self._resending:
+                    return None
+                self._resending.add(key)
             task = asyncio.create_task(self._later_push(sink, cid, replies, of, then, mark))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if then is not None:
+                task.add_done_callback(lambda _: self._resending.discard(key))
             return None
         try:
             await sink.push(cid, replies)

@@ -181,9 +181,16 @@ def test_a_reply_the_callback_never_takes_is_shown_to_the_agent_then_held(
         agent.send_text(json.dumps({"type": "hold", "conversation_id": cid,
                                     "seq": said["seq"], "client_id": "h1"}))
         until(agent, lambda f: f["type"] == "event" and f["kind"] == "delivery" and f["held"])
+        receiver.plan = [503]  # the first attempt fails: the second message comes meanwhile
         _webhook(client, "citizen-2", "还在吗？")
-        receiver.wait(lambda r: r.delivered()[-1]["text"] == "材料清单我稍后发给您。")
+        _webhook(client, "citizen-2", "喂？")
         until(agent, lambda f: f["type"] == "event" and f["kind"] == "delivery" and f["ok"])
+        agent.send_text(json.dumps({"type": "send", "conversation_id": cid, "client_id": "b3",
+                                    "text": "在的。"}))
+        receiver.wait(lambda r: r.delivered()[-1]["text"] == "在的。")  # the pushes keep order
+        texts = [m["text"] for m in receiver.delivered()]
+        assert texts.count("材料清单我稍后发给您。") == 1  # once, though the citizen wrote twice
+        assert texts[-2:] == ["材料清单我稍后发给您。", "在的。"]
 
         # A receiver that refuses outright (a 4xx other than 408/425/429) is not retried.
         tries = len(receiver.got)
