@@ -1,1 +1,3 @@
 """daoban channels package."""
+
+import knowledge  # noqa: F401  (one BLAS/OpenMP thread, set before numpy loads)

@@ -13,8 +13,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import zhconv
-from pypinyin import Style, lazy_pinyin
 
 _SPACE = re.compile(r"\s+")
 _LATIN = re.compile(r"[a-zA-Z]")
@@ -36,12 +37,16 @@ class Normalizer:
         vocabulary: Iterable[str],
         syllables: Iterable[str] = (),
         common: Iterable[tuple[str, int]] = (),
+        *,
+        decoder: PinyinDecoder | None = None,
     ) -> None:
+        """``decoder``: an already built pinyin decoder (e.g. from the model cache); then
+        ``vocabulary``, ``syllables`` and ``common`` are not used."""
         # zhconv's default loader leaves its dictionary file open; give it a path instead.
         zhconv.loaddict(str(Path(zhconv.__file__).parent / "zhcdict.json"))
         # Longest first, so 社保咔 wins over a shorter overlapping key.
         self._typos = sorted(typos.items(), key=lambda kv: -len(kv[0]))
-        self._pinyin = PinyinDecoder(vocabulary, syllables, common)
+        self._pinyin = decoder or PinyinDecoder(vocabulary, syllables, common)
 
     def __call__(self, text: str) -> str:
         text = to_halfwidth(text).strip()
@@ -75,6 +80,10 @@ class PinyinDecoder:
         """``vocabulary``: the guide's words (phrase-exact pinyin). ``common``: (word, freq)
         pairs, spelled character by character (fast; phrase-level polyphone readings only
         matter for the guide's own words)."""
+        # Imported here: pypinyin's phrase tables take ~0.3 s and ~40 MB, and a decoder
+        # read from the model cache (``from_arrays``) never needs them.
+        from pypinyin import Style, lazy_pinyin
+
         self._words: dict[tuple[str, ...], tuple[str, float]] = {}
         known: set[str] = set(syllables)
         chars: dict[str, str] = {}
@@ -107,6 +116,27 @@ class PinyinDecoder:
                 known.update(key)
         self._syllables = known
         self._longest = max((len(x) for x in known), default=0)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """The built table, for the model cache (``from_arrays`` reads it back)."""
+        keys = list(self._words)
+        return {
+            "keys": np.array([" ".join(k) for k in keys], dtype=np.str_),
+            "words": np.array([self._words[k][0] for k in keys], dtype=np.str_),
+            "logp": np.array([self._words[k][1] for k in keys], dtype=np.float64),
+            "syllables": np.array(sorted(self._syllables), dtype=np.str_),
+        }
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, npt.NDArray[np.generic]]) -> PinyinDecoder:
+        self = cls.__new__(cls)
+        keys: list[str] = a["keys"].tolist()
+        self._words = dict(zip((tuple(k.split(" ")) for k in keys),
+                               zip(a["words"].tolist(), a["logp"].tolist(), strict=True),
+                               strict=True))
+        self._syllables = set(a["syllables"].tolist())
+        self._longest = max((len(x) for x in self._syllables), default=0)
+        return self
 
     def _split(self, chunk: str) -> list[str] | None:
         """Split run-together pinyin ("shenfenzheng") into known syllables."""

@@ -7,16 +7,21 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import jieba
 import yaml
-from pypinyin import Style, lazy_pinyin
 
 from knowledge.validate import GuideBase
-from nlu.normalize import Normalizer
+from nlu import model_cache
+from nlu.model_cache import fingerprint
+from nlu.normalize import Normalizer, PinyinDecoder
 
 LEXICON = Path(__file__).parent / "data" / "lexicon.yml"
+# The code that builds the pinyin decoder: part of its cache key, so an edit rebuilds it.
+_CODE = b"".join((Path(__file__).parent / f).read_bytes() for f in ("tokenizer.py", "normalize.py"))
+log = logging.getLogger(__name__)
 MAX_DICT_WORDS = 30_000  # guide words added to jieba (the Harbin guide has ~2,000)
 _HAN_OR_WORD = re.compile(r"[\u4e00-\u9fff]|[a-z0-9]+")
 PUNCT = _PUNCT = re.compile(r"[（）()《》“”\"'，。、！？?!,.;；:：\s·—\-/]+")
@@ -95,9 +100,28 @@ class Tokenizer:
         vocabulary = _vocabulary(vocab, self.lexicon)
         # What a rebuild compares (the list itself is ~17 MB at 100k items: not kept).
         self.signature = _signature(vocabulary)
-        guide_words, common = self._pinyin_vocabulary(guide, vocabulary)
-        self.normalize = Normalizer(self.lexicon.typos, guide_words, self._syllables(), common)
+        self.normalize = Normalizer(self.lexicon.typos, (),
+                                    decoder=self._pinyin_decoder(guide, vocabulary))
         self._synonyms = sorted(self.lexicon.synonyms.items(), key=lambda kv: -len(kv[0]))
+
+    def _pinyin_decoder(self, guide: GuideBase, vocabulary: list[str]) -> PinyinDecoder:
+        """Built from the guide's words and jieba's (seconds of pypinyin), so kept in the
+        model cache (nlu/model_cache.py) by the hash of its inputs and of this code."""
+        key = fingerprint([
+            _CODE, self.signature, str(MAX_DICT_WORDS),
+            *(e.summary for e in [*guide.items.values(), *guide.bundles.values()]),
+            metadata.version("jieba"), metadata.version("pypinyin"),
+        ])
+        cached = model_cache.load("pinyin", key)
+        if cached is not None:
+            try:
+                return PinyinDecoder.from_arrays(cached)
+            except (KeyError, ValueError) as exc:
+                log.warning("rebuilding the pinyin decoder, its cache is damaged: %s", exc)
+        guide_words, common = self._pinyin_vocabulary(guide, vocabulary)
+        decoder = PinyinDecoder(guide_words, self._syllables(), common)
+        model_cache.save("pinyin", key, decoder.to_arrays())
+        return decoder
 
     def _pinyin_vocabulary(
         self, guide: GuideBase, vocabulary: list[str]
@@ -115,6 +139,8 @@ class Tokenizer:
         return words[:MAX_DICT_WORDS * 2], common
 
     def _syllables(self) -> set[str]:
+        from pypinyin import Style, lazy_pinyin  # only on a cache miss (see PinyinDecoder)
+
         return {
             p
             for w, f in self._jieba.FREQ.items()
