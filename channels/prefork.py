@@ -213,5 +213,10 @@ def _worker(config: uvicorn.Config, sock: socket.socket, master: int) -> None:
 
 def serve_forked(config: uvicorn.Config, workers: int) -> int:
     """Binds the socket in the master, forks ``workers`` workers, supervises them."""
+    # Uvicorn's protocol classes and the app's middleware wrappers, imported and built
+    # once here rather than once per worker.
+    config.load()
+    gc.collect()
+    gc.freeze()
     sock = config.bind_socket()  # logs "Uvicorn running on …"
     return Master(config, sock, workers).run()
