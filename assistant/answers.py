@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from assistant import passages
 from assistant.context import Ctx, Outcome
 from assistant.model import Button, Conversation
 from assistant.render import (
@@ -46,6 +47,7 @@ ASKED = {
     "progress": "办理进度怎么查", "expired": "过期（超期）了怎么办",
     "lost": "丢了怎么办", "refused": "被退回（不予受理）了怎么办",
     "eligibility": "具体的年限或年龄要求", "amount": "能领多少、领多久", "phone": "咨询电话",
+    "validity": "有效期多长", "payout": "钱发到哪个账户",
 }
 _ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
@@ -96,6 +98,63 @@ def _with_caveat(text: str, a: Answer, e: Entry) -> str:
 
 def where_to_ask(e: Entry) -> str:
     return f"请向办理窗口（{e.where.text}）确认，或拨打咨询电话 {e.phone or HOTLINE}；也可以点“转人工”问帮办人员。"
+
+
+# Question types answered from a field every entry has (a generic reply): a sentence of the
+# guide about what the question names is the answer instead, when it says the kind of thing
+# asked ("有效期多久" is not asking how long processing takes, and "有效期5年" says a
+# duration; "钱打到哪" is not asking where the office is).
+GENERIC = frozenset({"time", "fee", "location", "conditions"})
+STRONG = passages.STRONG  # a match this good is answered before the material check
+
+
+def best_passage(e: Entry, text: str, ctx: Ctx, topic: str = "") -> passages.Match | None:
+    """The guide sentence about ``e`` that answers ``text`` (facts the text states, such as
+    "没结婚" → 非婚生, and the words an answer to ``topic`` uses count as its words)."""
+    extra = [s.label for s in ctx.cues.slots(text)] + ctx.cues.question_words(text)
+    if not topic:
+        return passages.index_for(ctx.guide).best(e, text, extra)
+    return passages.index_for(ctx.guide).best(
+        e, text, extra + ctx.cues.topic_words(topic),
+        need=lambda said: ctx.cues.answers_topic(topic, said))
+
+
+def prefer_passage(e: Entry, topics: list[str], text: str, ctx: Ctx, *, asks: bool,
+                   learned: bool = False) -> passages.Match | None:
+    """The passage to answer with instead of ``topics``' own replies, if one fits better:
+    for a question with no question type, a fair match; with one generic type, a fair
+    match on what the question names beyond its type words that says what the type asks
+    for; otherwise (the material list, online channels, 代办 …, answered from fields
+    written for exactly that question) only an FAQ asking nearly the same. A statement
+    stating facts ("想落他爸户口上") is left to the dialogue; one about the citizen's case
+    ("他卧床起不来") gets the sentence that matches it strongly."""
+    if not asks and not topics:
+        if learned:
+            return None
+        m = best_passage(e, text, ctx)
+        return m if m is not None and m.score >= passages.STRONG and m.content else None
+    if topics == ["materials"] and len(text) <= 8:
+        return None  # "要带啥": the list
+    if len(topics) == 1 and topics[0] in GENERIC:
+        m = best_passage(e, ctx.cues.without_topics(text), ctx)
+        return m if m is not None and m.score >= passages.WEAK and m.content \
+            and ctx.cues.answers_topic(topics[0], m.passage.text) else None
+    m = best_passage(e, text, ctx)
+    if m is None or m.score < passages.WEAK:
+        return None
+    if not topics:
+        return m
+    # an FAQ asking the same kind of question ("去不了医院评残咋办" and 代办), not one that
+    # merely shares words ("孩子爷爷替我们去办" is not "户口能落在爷爷奶奶家吗")
+    same_kind = set(topics) & set(ctx.cues.topics(m.passage.question))
+    return m if same_kind and m.score >= passages.STRONG else None
+
+
+def say_passage(e: Entry, m: passages.Match, out: Outcome) -> None:
+    p = m.passage
+    note = "" if "为准" in p.text else (caveat(e) or "")
+    lead = f"“{e.name}”（{p.question}）：" if p.question else f"“{e.name}”："
+    out.say(lead + p.text + (f"\n{note}" if note else ""))
 
 
 def unknown(e: Entry, topic: str, out: Outcome, *, known: str = "") -> None:
@@ -178,6 +237,12 @@ def answer_topic(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx,
         return
     a = _topic_answer(e, topic, ctx)
     if a is None or a.answer is Tri.UNKNOWN:
+        m = best_passage(e, text, ctx, topic)
+        # a sentence that says what is asked ("有效期5年" for 有效期; any for a topic
+        # without answer words, if it matches well)
+        if m is not None and (ctx.cues.has_answer_words(topic) or m.score >= passages.STRONG):
+            say_passage(e, m, out)  # not under this question type, but the guide says it
+            return
         unknown(e, topic, out, known=(a.text or "") if a is not None else "")
         return
     lines = [_with_caveat(f"“{e.name}”：{a.text}", a, e)]
@@ -187,6 +252,11 @@ def answer_topic(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx,
             lines.append("代办要另外带：" + "、".join(book(n) for n in mats) + "。")
     if topic == "in_person" and a.reasons:
         lines.append("需要本人到场的原因：" + "、".join(r.value for r in a.reasons) + "。")
+    proxy = e.answers.get(Topic.PROXY)
+    if topic == "in_person" and proxy is not None and proxy.text and proxy.text != a.text \
+            and proxy.answer is not Tri.UNKNOWN:
+        # "我一个人去能办不": who must come, and what if someone cannot
+        lines.append(f"来不了的：{proxy.text}")
     out.say("\n".join(lines))
 
 

@@ -295,6 +295,12 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
     if learned and _variant_switch(conv, e, ctx, out):
         return True
     named = ctx.cues.materials_named(u.normalized)
+    # the guide's own sentence for this question ("这钱要交税不", "有效期多久"), if one fits
+    passage = answers.prefer_passage(e, topics, u.normalized, ctx, asks=_asks(u),
+                                     learned=bool(learned))
+    if passage is not None and (passage.score >= answers.STRONG or not named):
+        answers.say_passage(e, passage, out)
+        return True
     if named and (not topics or topics == ["materials"]) and answers.material_question(
             conv, e, named, ctx, out):
         return True

@@ -26,7 +26,8 @@ _HIDES = (
     ("advance", "time"), ("eligibility", "conditions"), ("offsite", "conditions"),
     ("weekend", "conditions"), ("amount", "time"), ("amount", "fee"), ("progress", "time"),
     ("expired", "time"), ("offsite", "location"), ("proxy", "conditions"),
-    ("lost", "materials"), ("expedite", "time"), ("mail", "online"),
+    ("lost", "materials"), ("expedite", "time"), ("mail", "online"), ("validity", "time"),
+    ("validity", "advance"), ("payout", "location"),
 )
 
 
@@ -43,6 +44,14 @@ class DialogueCues:
         self.topic_patterns: dict[str, list[re.Pattern[str]]] = {
             t: [re.compile(p) for p in ps] for t, ps in (raw.get("topics") or {}).items()
         }
+        self.topic_answer_patterns: dict[str, list[re.Pattern[str]]] = {
+            t: [re.compile(p) for p in ps]
+            for t, ps in (raw.get("topic_answers") or {}).items()
+        }
+        self.question_lexicon: list[tuple[str, list[str]]] = [
+            (str(k), [str(w) for w in (v if isinstance(v, list) else [v])])
+            for k, v in (raw.get("question_words") or {}).items()
+        ]
         self.slot_labels: dict[str, str] = {}
         self.value_labels: dict[tuple[str, str], str] = {}
         self.slot_patterns: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
@@ -79,6 +88,33 @@ class DialogueCues:
             if specific in topics and generic in topics:
                 topics.remove(generic)
         return topics
+
+    def topic_words(self, topic: str) -> list[str]:
+        """The plain words an answer to ``topic`` uses ("有效" for 有效期): searched for
+        together with the question's own words."""
+        return [p.pattern for p in self.topic_answer_patterns.get(topic, [])
+                if re.fullmatch(r"[\u4e00-\u9fffA-Za-z]+", p.pattern)]
+
+    def without_topics(self, text: str) -> str:
+        """``text`` with the words that name a question type blanked out: what is left is
+        what the question is about ("有效期多久" → "有效期")."""
+        for pats in self.topic_patterns.values():
+            for p in pats:
+                text = p.sub(" ", text)
+        return text
+
+    def has_answer_words(self, topic: str) -> bool:
+        return topic in self.topic_answer_patterns
+
+    def question_words(self, text: str) -> list[str]:
+        """The guide's words for what the text says in everyday words ("个税" → 个人所得税)."""
+        return [w for said, words in self.question_lexicon if said in text for w in words]
+
+    def answers_topic(self, topic: str, sentence: str) -> bool:
+        """Does ``sentence`` say the kind of thing a ``topic`` question asks for (a
+        duration for "多久", a place for "在哪")? Topics without answer words: any."""
+        pats = self.topic_answer_patterns.get(topic)
+        return pats is None or any(p.search(sentence) for p in pats)
 
     def slots(self, text: str, *, answer_only: bool = False) -> list[SlotValue]:
         """Facts stated in ``text``: one value per slot (the earliest, longest match)."""

@@ -1,0 +1,95 @@
+"""The question actually asked gets the answer (issue 13, kind 3): questions particular to
+one item are answered with the guide's own sentence for them; a question type the item has
+no field for is answered from the sentence that says it, or honestly not.
+
+Each case is asked the way several citizens would ask it, through the REST API, played by
+the same checker as ``daoban eval --dialogues``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from channels.dialogue_eval import Report, play
+from tests.harness import rest_client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with rest_client(tmp_path_factory.mktemp("questions"), "q") as c:
+        yield c
+
+
+def run(client: TestClient, *turns: dict[str, Any]) -> None:
+    results = play(client, {"id": "t", "turns": list(turns)}, Report())
+    bad = [f"#{r.index} 「{r.user[:40]}」 {r.reasons}\n  {r.reply[:400]}"
+           for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
+def test_an_item_specific_question_gets_the_faq_answer(client: TestClient) -> None:
+    item = "childcare-subsidy"
+    run(client,
+        {"user": "育儿补贴咋领", "item": item},
+        {"user": "孩子都两岁了还能领不", "item": item, "must": [["剩余", "折算"]],
+         "must_not": ["谁能办"]},
+        {"user": "这钱要交税不", "item": item, "must": ["免征"], "must_not": ["收费："]},
+        {"user": "这补贴用交个税吗", "item": item, "must": ["免征"]},
+        {"user": "要扣税不", "item": item, "must": ["免征"]})
+
+
+def test_validity_is_answered_from_the_sentence_that_states_it(client: TestClient) -> None:
+    item = "food-business-license"
+    run(client,
+        {"user": "食品经营许可证咋办", "item": item},
+        {"user": "有效期多久", "item": item, "must": ["5年"], "must_not": ["多久办好"]},
+        {"user": "能用几年", "item": item, "must": ["5年"]},
+        {"user": "证管几年", "item": item, "must": ["5年"]},
+        {"user": "几年有效", "item": item, "must": ["5年"]})
+
+
+def test_a_question_the_guide_does_not_answer_is_not_answered_with_another_fact(
+        client: TestClient) -> None:
+    run(client,
+        {"user": "育儿补贴咋领", "item": "childcare-subsidy"},
+        {"user": "有效期多久", "item": "childcare-subsidy", "must": ["没有写明"],
+         "must_not": ["多久办好"]})
+
+
+def test_a_relative_acting_for_the_citizen_is_a_proxy_question(client: TestClient) -> None:
+    item = "hukou-birth-registration"
+    run(client,
+        {"user": "给孩子上户口", "item": item},
+        {"user": "我俩都上班 让孩子奶奶去办行不", "item": item, "must": ["委托书"]},
+        {"user": "叫他姥姥去办行吗", "item": item, "must": ["委托书"]},
+        {"user": "孩子爷爷替我们去办可以不", "item": item, "must": ["委托书"]},
+        {"user": "能找我妈帮忙去办吗", "item": item, "must": ["委托书"]})
+
+
+def test_where_the_money_goes_is_not_where_the_office_is(client: TestClient) -> None:
+    item = "rs-resident-pension-claim"
+    run(client,
+        {"user": "农村养老金咋领", "item": item},
+        {"user": "钱打到哪", "item": item, "must": ["社保卡"], "must_not": ["在哪办"]},
+        {"user": "钱发到哪个卡上", "item": item, "must": ["社保卡"]},
+        {"user": "养老金打到什么账户", "item": item, "must": ["社保卡"]},
+        {"user": "钱是打到我卡上吗", "item": item, "must": ["社保卡"]})
+
+
+def test_a_stated_fact_in_a_question_finds_the_guides_words(client: TestClient) -> None:
+    item = "birth-medical-certificate-issue"
+    run(client,
+        {"user": "办出生证明", "item": item},
+        {"user": "没结婚能办不", "item": item, "must": ["不需要结婚证"], "must_not": ["谁能办"]},
+        {"user": "未婚生的孩子能办吗", "item": item, "must": ["不需要结婚证"]},
+        {"user": "我一个人去能办不", "item": item, "must": ["委托书"]})
+
+
+def test_the_material_list_is_still_the_answer_to_what_to_bring(client: TestClient) -> None:
+    run(client,
+        {"user": "买了个二手房 公积金能提出来不", "item": "hpf-withdraw-purchase"},
+        {"user": "要带啥", "item": "hpf-withdraw-purchase", "must": ["项材料"]})
