@@ -285,6 +285,10 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
         return True  # "户口本有", "没有照片": for the checklist, not a question
     if not topics and e.eligibility and answers.stated_quantities(u.normalized):
         topics = ["eligibility"]  # "交了三年呢": a number held against the conditions
+    if (case := members.variant_for_reason(e.name, e.id, u.normalized, ctx)) is not None \
+            and (entry := ctx.guide.entry(case)) is not None:
+        _present(conv, entry, topics, ctx, out, text=u.normalized)  # 首次签发 + "丢了" → 补发
+        return True
     if "lost" in topics and not any(w in e.name for w in _LOSS_WORDS):
         loss = next((h for h in (u.hits or u.candidates)[:3]
                      if h.id != e.id and any(w in h.name for w in _LOSS_WORDS)), None)
@@ -293,6 +297,11 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
                      text=u.normalized)  # "结婚证丢了" → 补领婚姻登记证
             return True
     if learned and _variant_switch(conv, e, ctx, out):
+        return True
+    if set(topics) <= {"materials"} and (settled := situations.from_text(conv, e, u.normalized,
+                                                                          ctx)):
+        out.say("".join(settled))  # "商贷", "没办公证": a 办事情形 answered before it is asked
+        _materials_list(conv, e, ctx, out)
         return True
     named = ctx.cues.materials_named(u.normalized)
     # the guide's own sentence for this question ("这钱要交税不", "有效期多久"), if one fits
@@ -512,6 +521,10 @@ def _clarify_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None,
         if e is not None:
             opts.append(Option(oid, _short(ctx, oid), (family_key(e.name), e.name, *e.aliases)))
     pending = conv.confirm
+    said = None if pending else match(text, opts, ctx.cues)
+    if said is not None and said.sure and (e := ctx.guide.entry(said.option)) is not None:
+        _present(conv, e, _topics(u), ctx, out, text=u.normalized)  # "丢了 孩子都三岁了"
+        return True
     asks = bool(u.topics) or u.intent.intent in FOLLOW_UPS
     strong_other = bool(u.hits) and u.hits[0].score >= SWITCH_SCORE \
         and u.hits[0].id not in conv.options
@@ -648,6 +661,13 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
             conv.stage = Stage.IDLE
             out.say("好的，先不核对了。想继续时说“继续核对”。", (Button("继续核对", "/walk"),))
             return True
+        e = _entry(ctx, conv)
+        other = [] if conv.confirm or e is None or match(text, opts, ctx.cues) \
+            else situations.from_text(conv, e, text, ctx)
+        if other:  # "不是公务员" while asked the age: that question answered, this one again
+            out.say("".join(other))
+            situations.ask(conv, item, sid, out, again=True)
+            return True
         chosen = _resolve(conv, text, cmd, u, opts, ctx, out, kind="sit")
         if chosen is None:
             if out.replies:
@@ -666,14 +686,13 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
         return True
     conv.situations.setdefault(item_id, {})[sid] = chosen
     conv.pending_situation = []
-    label = next(o.label for o in opts if o.id == chosen)
-    out.say(f"好的：{label}。")
+    out.say(situations.noted(item, sid, chosen, ctx))  # with what this case brings
     e = _entry(ctx, conv)
     if e is None:
         conv.stage = Stage.IDLE
         return True
-    if not cmd:
-        situations.from_text(conv, e, text, ctx)  # "结婚了 随妈" answers two questions
+    if not cmd and (more := situations.from_text(conv, e, text, ctx)):
+        out.say("".join(more))  # "结婚了 随妈" answers two questions
     _after_situation(conv, e, ctx, out)
     return True
 

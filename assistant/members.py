@@ -3,13 +3,15 @@
 After the card of a 一件事 ("孩子出生了要办啥" → 新生儿出生一件事), citizens go on to one of
 its errands: "那先说上户口 去哪上", "丧葬费在哪领", "先登记是吧 在哪登记". The question is then
 about that member, not the whole 一件事, and is answered for it. A member is meant when the
-turn names it in words no other member (nor the 一件事 itself) shares, or when retrieval
-puts it first among the members with a fair score.
+turn names it in words no other member (nor the 一件事's name) shares — unless another item
+is named in longer words ("能领育儿补贴不"); between members named equally, retrieval's
+first with a fair score.
 """
 
 from __future__ import annotations
 
 from assistant.context import Ctx
+from assistant.options import reason_words
 from knowledge.schema import Bundle
 from nlu.understand import Understood
 
@@ -46,13 +48,17 @@ def member_asked(bundle: Bundle, u: Understood, ctx: Ctx) -> str | None:
     own = _own_words(ctx, bundle)
     said = {m: max((len(w) for w in ws if w in text), default=0) for m, ws in own.items()}
     best = max(said.values(), default=0)
-    named = [m for m, n in said.items() if n and n == best]
+    if best == 0:
+        return None  # "多久能批", "网上能办不": about the 一件事 as a whole
+    hits = (u.hits or u.candidates)[:5]
+    if any(h.id not in own and h.id != bundle.id and len(ctx.mentions(h.id, text) or "") > best
+           for h in hits):
+        return None  # "能领育儿补贴不": another item named in longer words than any member
+    named = [m for m, n in said.items() if n == best]
     if len(named) == 1:
         return named[0]
-    ranked = [h for h in (u.hits or u.candidates)[:3] if h.id in own]
-    if ranked and ranked[0].score >= MEMBER_SCORE and (not named or ranked[0].id in named):
-        return ranked[0].id
-    return None
+    ranked = [h for h in hits[:3] if h.id in named]  # a tie: the one retrieval ranks first
+    return ranked[0].id if ranked and ranked[0].score >= MEMBER_SCORE else None
 
 
 def same_errand(a: str, b: str) -> bool:
@@ -60,3 +66,20 @@ def same_errand(a: str, b: str) -> bool:
     they share two characters in a row that are not a generic word. A 居住证 and a
     school place are members of one 一件事, never variants of each other."""
     return any(p in b for p in _pieces(a) if not any(g in p for g in _GENERIC))
+
+
+def variant_for_reason(name: str, eid: str, text: str, ctx: Ctx) -> str | None:
+    """"丢了" said after the card of 出生医学证明首次签发: the item of the same document for
+    that case (出生医学证明补发) — one sharing four characters in a row with this one's name
+    and naming the case; the strongest case word decides between two."""
+    words = reason_words(text, ctx.cues)
+    if not words or any(w in name for w in words):
+        return None
+    stems = {p for p in (name[i:i + 4] for i in range(len(name) - 3))}
+    ranked = sorted((min(k for k, w in enumerate(words) if w in i.name), i.id)
+                    for i in ctx.guide.items.values()
+                    if i.id != eid and any(w in i.name for w in words)
+                    and any(p in i.name for p in stems))
+    if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
+        return None
+    return ranked[0][1]

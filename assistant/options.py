@@ -94,6 +94,13 @@ def match(text: str, options: list[Option], cues: DialogueCues) -> Match | None:
                 hit.append(o.id)
         if len(hit) == 1:
             return Match(hit[0], True, "fact")
+    # The reason stated ("丢了", "磨得看不清了"): the one option whose name says that case.
+    case_words = reason_words(t, cues)
+    if case_words:
+        cases = [o.id for o in options
+                 if any(w in x for x in (o.label, *o.synonyms) for w in case_words)]
+        if len(cases) == 1:
+            return Match(cases[0], True, "fact")
     # A distinctive part of one label said in so many words ("我老伴是残疾人" → 有残疾人).
     parts = {o.id: _parts(o.label) for o in options}
     said_parts = [oid for oid, ps in parts.items()
@@ -105,6 +112,14 @@ def match(text: str, options: list[Option], cues: DialogueCues) -> Match | None:
     # Shared characters: a guess.
     guess = _best_chars(core, options)
     return Match(guess, False, "chars") if guess else None
+
+
+def reason_words(text: str, cues: DialogueCues) -> list[str]:
+    """The words naming the case the text states ("丢了" → 补领, 补发, …), strongest first;
+    empty unless exactly one case is stated."""
+    reasons = [v for (slot, v) in cues.variants
+               if slot == "reason" and cues.act(f"reason_{v}", text)]
+    return cues.variants[("reason", reasons[0])] if len(reasons) == 1 else []
 
 
 def _parts(label: str) -> list[str]:

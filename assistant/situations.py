@@ -6,7 +6,7 @@ from __future__ import annotations
 from assistant.context import Ctx, Outcome
 from assistant.model import Button, Conversation, Stage
 from assistant.options import Option, match
-from assistant.render import Entry, situations_needed
+from assistant.render import Entry, book, situations_needed
 from knowledge.schema import ServiceItem
 
 
@@ -54,15 +54,29 @@ def ask(conv: Conversation, item: ServiceItem, sid: str, out: Outcome,
     out.say("\n".join(lines), tuple(Button(o.label, f"/sit:{o.id}") for o in sit.options))
 
 
-def from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> None:
-    """"社保卡丢了咋整" already answers 丢了还是坏了: never ask what was just said."""
+def from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> list[str]:
+    """"社保卡丢了咋整" already answers 丢了还是坏了: never ask what was just said. Returns
+    what the text settled, as confirmation lines ("好的：商业银行贷款。")."""
+    said = []
     for item_id, sid in situations_needed(ctx.guide, e):
-        if sid in conv.situations.get(item_id, {}):
+        if sid in conv.situations.get(item_id, {}) or conv.pending_situation == [item_id, sid]:
             continue
         item = ctx.guide.items[item_id]
         m = match(text, options_of(item, sid), ctx.cues)
         if m is not None and m.sure and m.why != "number":
             conv.situations.setdefault(item_id, {})[sid] = m.option
+            said.append(noted(item, sid, m.option, ctx))
+    return said
+
+
+def noted(item: ServiceItem, sid: str, oid: str, ctx: Ctx) -> str:
+    """"好的：办过，换新证。这种情况还要带：《原港澳通行证》。" — what the answer brings."""
+    sit = next(s for s in item.situations if s.id == sid)
+    label = next((o.label for o in sit.options if o.id == oid), oid)
+    brings = [ctx.guide.materials[m.ref].name for m in item.materials
+              if oid in m.when.get(sid, ()) and m.ref in ctx.guide.materials]
+    more = f"这种情况还要带：{'、'.join(book(n) for n in brings)}。" if brings else ""
+    return f"好的：{label}。{more}"
 
 
 def settle(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome, text: str = "") -> None:

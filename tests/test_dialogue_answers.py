@@ -200,3 +200,22 @@ def test_a_question_on_the_whole_bundle_stays_on_it(client: TestClient) -> None:
         {"user": "孩子刚生下来 都要办些啥手续啊", "item": "newborn-bundle"},
         {"user": "要花钱不", "item": "newborn-bundle"},
         {"user": "能在医院一次都办了不", "item": "newborn-bundle"})
+
+
+# --- the case stated, and 办事情形 answered before they are asked ---------------------------
+
+
+@pytest.mark.parametrize("said", ["丢了 孩子都三岁了", "找不着了 想补一个", "出生证弄丢了"])
+def test_a_case_stated_after_the_card_goes_to_that_cases_item(client: TestClient,
+                                                              said: str) -> None:
+    run(client,
+        {"user": "出生医学证明首次签发咋办", "item": "birth-medical-certificate-issue"},
+        {"user": said, "item": "birth-medical-certificate-reissue"})
+
+
+@pytest.mark.parametrize("said", ["商贷", "银行按揭的", "是商业贷款"])
+def test_a_situation_answered_before_it_is_asked(client: TestClient, said: str) -> None:
+    run(client,
+        {"user": "有房贷 能提公积金还贷款不", "item": "gj-withdraw-loan-repay"},
+        {"user": said, "item": "gj-withdraw-loan-repay", "must": ["借款合同"],
+         "must_not": ["是什么贷款"]})
