@@ -317,6 +317,7 @@ def test_typing_and_replies_across_two_processes(two_servers: tuple[str, str],  
 
     page = console(browser, b, "wang")
     claim(page, cid)
+    page.locator(".row.citizen .text.pressed", has_text="转人工").wait_for()
     assert page.locator(".row.citizen .text.pressed").all_inner_texts() == [
         "逐项核对材料", "转人工"]
     page.locator("#msg").press_sequentially("稍等")
