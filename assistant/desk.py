@@ -493,7 +493,7 @@ class AgentDesk:
         def fn(conv: Conversation) -> list[Event]:
             if conv.mode is not ConversationMode.WITH_AGENT:
                 return []
-            recent = self.store.events_after(cid, max(0, self.store.last_seq(cid) - 30))
+            recent = self.store.events_after(cid, max(0, self.store.last_seq(cid) - 200))
             last = latest_notice(recent)
             if kind == "agent_away" and last is not None and last.get("since") == stamp:
                 return []
