@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME = 16 * 1024
 # Heartbeat: a ping every PING_EVERY seconds; a console that has answered one and then says
 # nothing for PING_TIMEOUT seconds is gone (DAOBAN_AGENT_PING_SECONDS / _PING_TIMEOUT).
-PING_EVERY, PING_TIMEOUT = 3.0, 10.0
+PING_EVERY, PING_TIMEOUT = 2.0, 7.0
 GONE = 4408  # close code for a console that stopped answering
 AUTH_TTL = 2.0  # seconds a console's access to a conversation is trusted without a change
 SHOWN = ("user", "bot", "agent", "mode", "note", "rating", "rating_comment", "delivery")

@@ -41,10 +41,11 @@ class Settings(BaseSettings):
     agent_lease_seconds: float = 20.0
     # A console socket is pinged every agent_ping_seconds; one that has answered a ping and
     # then says nothing for agent_ping_timeout seconds (a dead network, a sleeping laptop)
-    # is closed: its agent's grace period starts. Citizens of an agent without a console
-    # for agent_away_seconds are told at once (not only when the grace period ends).
-    agent_ping_seconds: float = 3.0
-    agent_ping_timeout: float = 10.0
+    # is closed: its agent's grace period starts (a lost console is noticed within
+    # timeout + one ping period: 9 s). Citizens of an agent without a console for
+    # agent_away_seconds are told at once (not only when the grace period ends).
+    agent_ping_seconds: float = 2.0
+    agent_ping_timeout: float = 7.0
     agent_away_seconds: float = 3.0
     # When the desk is staffed (assistant/desk_hours.py), e.g. "mon-fri 09:00-17:00" or
     # "mon-fri 09:00-12:00,13:30-17:00; sat 09:00-12:00"; holidays and workdays (调休) are

@@ -259,3 +259,10 @@ def test_a_silent_console_is_closed_and_the_citizen_told_within_seconds(
         with agent_ws(client, tok) as agent:
             until(agent, lambda f: f["type"] == "welcome")
             until(citizen, lambda f: f.get("from") == "bot" and f["text"] == BACK)
+
+
+def test_by_default_a_lost_console_is_noticed_within_ten_seconds() -> None:
+    s = Settings()
+    # Silent past the timeout, noticed at the next ping at the latest.
+    assert s.agent_ping_timeout + s.agent_ping_seconds <= 10
+    assert s.agent_away_seconds + s.agent_sweep_seconds <= 5  # then the citizen is told
