@@ -113,7 +113,8 @@
     else if (f.type === "error" && f.client_id) failed(f.client_id, f.message);
     else if (f.type === "error") problem(f.message);
     else if (f.type === "transferred" && f.conversation_id === current) {
-      $("chat-head").textContent = "已转出：" + ($("to-agent").selectedOptions[0] && $("to-agent").value ? $("to-agent").selectedOptions[0].textContent : "转入排队");
+      var to = $("to-agent").value ? $("to-agent").selectedOptions[0].textContent.split("（")[0] : "转入排队";
+      $("chat-head").textContent = "已转出：" + to;
       delete watched[f.conversation_id];
       D.emit("gone", f.conversation_id);
     }
