@@ -9,6 +9,7 @@ something that merely looks related.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from assistant import passages
 from assistant.context import Ctx, Outcome
@@ -34,6 +35,7 @@ from knowledge.schema import (
     Topic,
     Tri,
 )
+from nlu.cues import DialogueCues
 
 HUMAN = Button("转人工", "/human")
 
@@ -108,10 +110,22 @@ GENERIC = frozenset({"time", "fee", "location", "conditions"})
 STRONG = passages.STRONG  # a match this good is answered before the material check
 
 
+@lru_cache(maxsize=256)
+def _implied(cues: DialogueCues, text: str) -> tuple[str, ...]:
+    """The guide's words for what ``text`` states ("没结婚" → 非婚生, "个税" → 个人所得税);
+    cached: a turn may look up several passages for the same text."""
+    return (*(s.label for s in cues.slots(text)), *cues.question_words(text))
+
+
+@lru_cache(maxsize=256)
+def _about(cues: DialogueCues, text: str) -> str:
+    return cues.without_topics(text)
+
+
 def best_passage(e: Entry, text: str, ctx: Ctx, topic: str = "") -> passages.Match | None:
     """The guide sentence about ``e`` that answers ``text`` (facts the text states, such as
     "没结婚" → 非婚生, and the words an answer to ``topic`` uses count as its words)."""
-    extra = [s.label for s in ctx.cues.slots(text)] + ctx.cues.question_words(text)
+    extra = [*_implied(ctx.cues, text)]
     if not topic:
         return passages.index_for(ctx.guide).best(e, text, extra)
     return passages.index_for(ctx.guide).best(
@@ -136,7 +150,7 @@ def prefer_passage(e: Entry, topics: list[str], text: str, ctx: Ctx, *, asks: bo
     if topics == ["materials"] and len(text) <= 8:
         return None  # "要带啥": the list
     if len(topics) == 1 and topics[0] in GENERIC:
-        m = best_passage(e, ctx.cues.without_topics(text), ctx)
+        m = best_passage(e, _about(ctx.cues, text), ctx)
         return m if m is not None and m.score >= passages.WEAK and m.content \
             and ctx.cues.answers_topic(topics[0], m.passage.text) else None
     m = best_passage(e, text, ctx)

@@ -16,6 +16,7 @@ import anyio
 
 from assistant.flows import Ctx, Outcome, PlaceAware, checklist, step
 from assistant.model import Conversation, ConversationMode, Reply, Stage, UserMessage
+from assistant.passages import index_for
 from assistant.store import Event, SqlConversationStore
 from knowledge.validate import GuideBase
 from nlu.pii import mask
@@ -102,6 +103,7 @@ class Assistant:
         self.store = store
         self.max_chars = max_chars
         self.ctx = Ctx(guide, [p for p in POPULAR if guide.entry(p) is not None], places)
+        index_for(guide)  # the guide's sentences for questions: built here, not on a question
         self.place_log = place_log
         self._locks: OrderedDict[str, asyncio.Lock] = OrderedDict()
         # Few worker threads on purpose: the work is CPU-bound Python, and many threads

@@ -57,11 +57,8 @@ def pairs(text: str) -> set[str]:
     """Character pairs of the text's runs of Chinese characters, without function pairs."""
     out: set[str] = set()
     for run in _DROP.split(text.lower()):
-        for i in range(len(run) - 1):
-            p = run[i:i + 2]
-            if not (p[0] in FUNCTION_CHARS and p[1] in FUNCTION_CHARS):
-                out.add(p)
-    return out
+        out.update(run[i:i + 2] for i in range(len(run) - 1))
+    return {p for p in out if not (p[0] in FUNCTION_CHARS and p[1] in FUNCTION_CHARS)}
 
 
 def entry_passages(guide: GuideBase, e: Entry) -> list[Passage]:
@@ -88,12 +85,14 @@ class PassageIndex:
     def __init__(self, guide: GuideBase) -> None:
         self.guide = guide
         self._by_entry: dict[str, list[tuple[Passage, set[str]]]] = {}
+        self._names: dict[str, set[str]] = {}  # entry id -> pairs of its name and aliases
         df: Counter[str] = Counter()
         n = 0
         entries: list[Entry] = [*guide.items.values(), *guide.bundles.values()]
         for e in entries:
             ps = [(p, pairs(p.key)) for p in entry_passages(guide, e)]
             self._by_entry[e.id] = ps
+            self._names[e.id] = _name_pairs(e)
             for _, ks in ps:
                 df.update(ks)
                 n += 1
@@ -112,7 +111,7 @@ class PassageIndex:
         q = pairs(question)
         for w in extra:
             q |= pairs(w)
-        q -= _name_pairs(e)
+        q -= self._names.get(e.id) or _name_pairs(e)
         if not q:
             return None
         # a question of one or two pairs ("申请") cannot be matched strongly by sharing them
