@@ -801,6 +801,8 @@ def _waiting(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Unde
             out.say("好的，已回到导办助手，不再排队。请说说您要办的事。")
         return
     closing.note_for_agent(text, out)
+    if not cmd and not u.hits and closing.unasked_rating(conv, text, out):
+        return  # "给你打5分" while waiting: a rating, the place in the queue kept
     if not cmd and not _asked_human(cmd, u) and _real_question(conv, u, ctx):
         _turn(conv, text, None, u, ctx, out)
         out.say("您仍在人工排队中，帮办人员接入后也会看到这条消息。", (Button("返回机器人", "/bot"),))

@@ -219,3 +219,23 @@ def test_a_situation_answered_before_it_is_asked(client: TestClient, said: str) 
         {"user": "有房贷 能提公积金还贷款不", "item": "gj-withdraw-loan-repay"},
         {"user": said, "item": "gj-withdraw-loan-repay", "must": ["借款合同"],
          "must_not": ["是什么贷款"]})
+
+
+@pytest.mark.parametrize("said,must,must_not", [
+    ("我和我对象都提 要带啥", ["结婚证"], []),
+    ("两口子都想提 带什么材料", ["结婚证"], []),
+    ("要啥材料 就我自己提", [], ["结婚证"]),
+])
+def test_whose_fund_is_drawn_is_understood(client: TestClient, said: str, must: list[str],
+                                           must_not: list[str]) -> None:
+    run(client,
+        {"user": "买房了 想把公积金取出来", "item": "hpf-withdraw-purchase"},
+        {"user": said, "item": "hpf-withdraw-purchase", "must": must, "must_not": must_not})
+
+
+@pytest.mark.parametrize("score", ["给你打5分", "五星", "非常满意"])
+def test_a_rating_while_queued_is_taken(client: TestClient, score: str) -> None:
+    run(client,
+        {"user": "社保卡丢了咋整", "item": "social-security-card-replace"},
+        {"user": "找个真人说", "mode": "WAITING_AGENT"},
+        {"user": score, "must": ["谢谢您的评价"], "mode": "WAITING_AGENT"})
