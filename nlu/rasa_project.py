@@ -5,12 +5,14 @@ writes files — ``config.yml``, ``data/nlu.yml`` and a jieba user dictionary �
 separate Rasa virtualenv trains on. The model name carries a hash of everything it was
 trained from, so a model trained on stale data is detected (``training_hash``).
 
-    python -m nlu.rasa_project OUT_DIR     # prints the model name to train as
+    python -m nlu.rasa_project OUT_DIR         # prints the model name to train as
+    python -m nlu.rasa_project --bot OUT_DIR   # the benchmark bot (benchmarks/vs_rasa.py)
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -91,5 +93,46 @@ def write_project(out: Path, guide: GuideBase | None = None) -> str:
     return model_name(guide)
 
 
+BOT_PREFIX = "daoban-bot-"
+BOT_POLICIES = [{"name": "RulePolicy", "core_fallback_threshold": 0.3}]
+
+
+def write_bot(out: Path, guide: GuideBase | None = None, epochs: int | None = None) -> str:
+    """A small Rasa bot for benchmarks/vs_rasa.py: the NLU project above plus one rule per
+    intent answering with a fixed reply (``utter_<intent>``) and the REST channel. Its NLU
+    part has the same pipeline and data as the NLU model, so Rasa's training cache (when
+    shared) reuses the trained DIETClassifier. Returns the model name to train as."""
+    nlu_name = write_project(out, guide)
+    domain = yaml.safe_load((out / "domain.yml").read_text(encoding="utf-8"))
+    intents: list[str] = domain["intents"]
+    domain["responses"] = {f"utter_{i}": [{"text": f"[{i}] 收到"}] for i in intents}
+    domain["actions"] = list(domain["responses"])
+    (out / "domain.yml").write_text(
+        yaml.safe_dump(domain, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    rules = {"version": "3.1", "rules": [
+        {"rule": f"answer {i}", "steps": [{"intent": i}, {"action": f"utter_{i}"}]}
+        for i in intents
+    ]}
+    (out / "data" / "rules.yml").write_text(
+        yaml.safe_dump(rules, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    config = yaml.safe_load((out / "config.yml").read_text(encoding="utf-8"))
+    config["policies"] = BOT_POLICIES
+    if epochs:  # fewer epochs: a quicker training, the same network (same cost per message)
+        for component in config["pipeline"]:
+            if component["name"] == "DIETClassifier":
+                component["epochs"] = epochs
+    (out / "config.yml").write_text(
+        yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (out / "credentials.yml").write_text("rest:\n", encoding="utf-8")
+    h = hashlib.sha256(nlu_name.encode())
+    for f in ("domain.yml", "config.yml", "data/rules.yml"):
+        h.update((out / f).read_bytes())
+    return BOT_PREFIX + h.hexdigest()[:12]
+
+
 if __name__ == "__main__":
-    print(write_project(Path(sys.argv[1])))
+    if sys.argv[1] == "--bot":
+        epochs = os.environ.get("DAOBAN_RASA_BOT_EPOCHS")
+        print(write_bot(Path(sys.argv[2]), epochs=int(epochs) if epochs else None))
+    else:
+        print(write_project(Path(sys.argv[1])))

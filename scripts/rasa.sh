@@ -5,6 +5,8 @@
 #   train  generate the Rasa project from daoban's files; train unless a model for the
 #          same training data (hash in the model name) exists
 #   start  setup + train + `rasa run --enable-api` on 127.0.0.1:$DAOBAN_RASA_PORT (5005)
+#   bot    setup + train the small benchmark bot (benchmarks/vs_rasa.py: the same NLU plus
+#          one rule per intent) unless trained; prints the model's path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${DAOBAN_RASA_VENV:-$HOME/.cache/daoban/rasa-3.6.21-py310}
@@ -55,6 +57,24 @@ train() {
       || { tail -30 "$PROJECT/train.log" >&2; exit 1; }
   fi
   echo "$name"
+}
+
+bot() {
+  setup
+  local dir=${DAOBAN_RASA_BOT:-var/rasa-bot}
+  mkdir -p "$dir" "$PROJECT/.rasa/cache"
+  local name; name=$("$PY" -m nlu.rasa_project --bot "$dir")
+  # Rasa's training cache of the NLU project: the bot's NLU part (same pipeline, same
+  # data) is then taken from it instead of trained again.
+  local cache; cache=$(cd "$PROJECT/.rasa/cache" && pwd)
+  mkdir -p "$MODELS"
+  if [ ! -f "$MODELS/$name.tar.gz" ]; then
+    echo "training $name" >&2
+    (cd "$dir" && RASA_CACHE_DIRECTORY="$cache" "$VENV/bin/rasa" train --fixed-model-name "$name" \
+      --out "$MODELS" --data data --domain domain.yml --config config.yml >train.log 2>&1 </dev/null) \
+      || { tail -30 "$dir/train.log" >&2; exit 1; }
+  fi
+  echo "$MODELS/$name.tar.gz"
 }
 
 stop() {
