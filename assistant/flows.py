@@ -662,9 +662,11 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
             out.say("好的，先不核对了。想继续时说“继续核对”。", (Button("继续核对", "/walk"),))
             return True
         e = _entry(ctx, conv)
-        other = [] if conv.confirm or e is None or match(text, opts, ctx.cues) \
-            else situations.from_text(conv, e, text, ctx)
+        here = match(text, opts, ctx.cues)
+        other = [] if e is None or ctx.cues.answer(text) in ("yes", "no") \
+            or (here is not None and here.sure) else situations.from_text(conv, e, text, ctx)
         if other:  # "不是公务员" while asked the age: that question answered, this one again
+            conv.confirm = ""
             out.say("".join(other))
             situations.ask(conv, item, sid, out, again=True)
             return True

@@ -59,8 +59,9 @@ def from_text(conv: Conversation, e: Entry, text: str, ctx: Ctx) -> list[str]:
     what the text settled, as confirmation lines ("好的：商业银行贷款。")."""
     said = []
     for item_id, sid in situations_needed(ctx.guide, e):
-        if sid in conv.situations.get(item_id, {}) or conv.pending_situation == [item_id, sid]:
-            continue
+        if sid in conv.situations.get(item_id, {}) or (
+                conv.stage is Stage.SITUATION and conv.pending_situation == [item_id, sid]):
+            continue  # the question being asked is answered by the caller
         item = ctx.guide.items[item_id]
         m = match(text, options_of(item, sid), ctx.cues)
         if m is not None and m.sure and m.why != "number":

@@ -239,3 +239,14 @@ def test_a_rating_while_queued_is_taken(client: TestClient, score: str) -> None:
         {"user": "社保卡丢了咋整", "item": "social-security-card-replace"},
         {"user": "找个真人说", "mode": "WAITING_AGENT"},
         {"user": score, "must": ["谢谢您的评价"], "mode": "WAITING_AGENT"})
+
+
+@pytest.mark.parametrize("other", ["我是满族 他爸汉族", "民族不一样", "他是回族 我是汉族"])
+def test_another_question_answered_while_a_guess_awaits_confirmation(
+        client: TestClient, other: str) -> None:
+    run(client,
+        {"user": "孩子出生了给孩子上户口", "item": BIRTH},
+        {"user": "要带啥", "must": ["婚生还是非婚生"]},
+        {"user": "俺俩没扯证", "must": ["随父亲还是随母亲"]},
+        {"user": "随我户口", "must": [["您是说", "没太听明白"]]},  # 我: father or mother?
+        {"user": other, "must": ["民族不同", ETHNIC_FORM, "随父亲还是随母亲"]})
