@@ -105,7 +105,7 @@ def cmd_eval_nlu(args: argparse.Namespace, settings: Settings) -> int:
 def rasa_pid(url: str) -> int | None:
     """The pid of the Rasa server ``scripts/rasa.sh start`` started: its pid files are
     ``$DAOBAN_RASA_PIDFILE``, ``~/.cache/daoban/rasa-PORT.pid`` and ``var/rasa/rasa.pid``.
-    Only a live process whose command line names rasa counts (a stale file is no answer)."""
+    Only a live process running the ``rasa`` program counts (a stale file is no answer)."""
     import os
     from urllib.parse import urlsplit
 
@@ -119,8 +119,8 @@ def rasa_pid(url: str) -> int | None:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if b"rasa" in cmdline:
-            return pid
+        if any(Path(arg.decode(errors="replace")).name == "rasa" for arg in cmdline.split(b"\0")):
+            return pid  # `…/bin/rasa run …`
     return None
 
 

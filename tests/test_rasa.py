@@ -133,3 +133,33 @@ def test_app_with_rasa_backend(rasa_url: str, tmp_path: Path) -> None:
         assistant.understanding.classifier = embedded
         clf.close()
 
+
+
+def test_eval_finds_the_pid_rasa_sh_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`daoban eval --nlu both` reports Rasa's memory from the pid file scripts/rasa.sh
+    writes; a file naming a process that is not Rasa (a stale pid) gives no pid."""
+    import subprocess
+    import sys
+
+    from channels.cli_nlu import rasa_pid
+
+    pid_file = tmp_path / "rasa-5005.pid"
+    monkeypatch.setenv("DAOBAN_RASA_PIDFILE", str(pid_file))
+    monkeypatch.setenv("DAOBAN_RASA_PROJECT", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # A stand-in whose command line names rasa, as `rasa run …` does.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()", "rasa"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"  # running
+        pid_file.write_text(f"{proc.pid}\n")
+        assert rasa_pid("http://127.0.0.1:5005") == proc.pid
+        pid_file.write_text(f"{os.getpid()}\n")  # alive, but not Rasa
+        assert rasa_pid("http://127.0.0.1:5005") is None
+    finally:
+        proc.communicate(b"")
+    pid_file.write_text(f"{proc.pid}\n")  # gone
+    assert rasa_pid("http://127.0.0.1:5005") is None
+    script = Path("scripts/rasa.sh").read_text(encoding="utf-8")
+    assert 'echo $! >"$PIDFILE"' in script and 'echo $! >"$PROJECT/rasa.pid"' in script
