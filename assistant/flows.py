@@ -305,9 +305,12 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
         return True
     named = ctx.cues.materials_named(u.normalized)
     # the guide's own sentence for this question ("这钱要交税不", "有效期多久"), if one fits
-    passage = answers.prefer_passage(e, topics, u.normalized, ctx, asks=_asks(u),
+    # (question types the intent model guessed are weaker evidence than words that name one)
+    worded = [t for t in topics if t in u.topics or t not in INTENT_TOPIC.values()]
+    passage = answers.prefer_passage(e, worded, u.normalized, ctx, asks=_asks(u),
                                      learned=bool(learned))
-    if passage is not None and (passage.score >= answers.STRONG or not named):
+    if passage is not None and (not named or (passage.passage.question
+                                                and passage.score >= answers.STRONG)):
         answers.say_passage(e, passage, out)
         return True
     if named and (not topics or topics == ["materials"]) and answers.material_question(
@@ -501,6 +504,13 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
     if named and (not topics or topics == ["materials"]) and answers.material_question(
             conv, entry, named, ctx, out):
         return
+    if text and not topics and _QUESTION.search(text):
+        if (m := answers.prefer_passage(entry, [], text, ctx, asks=True)) is not None \
+                and m.score >= answers.STRONG:
+            answers.say_passage(entry, m, out)  # "孩子都两岁了 育儿补贴还能领不"
+            return
+        if entry.eligibility and answers.stated_quantities(text):
+            topics = ["eligibility"]  # "交了12年 到岁数能退休领钱不": held against the rules
     covered = {t for t, words in _ITEM_COVERS.items() if any(w in entry.name for w in words)}
     for t in [t for t in topics if t not in covered and t not in _CARD_SHOWS][:2]:
         answer(conv, entry, t, text, ctx, out)

@@ -93,3 +93,23 @@ def test_the_material_list_is_still_the_answer_to_what_to_bring(client: TestClie
     run(client,
         {"user": "买了个二手房 公积金能提出来不", "item": "hpf-withdraw-purchase"},
         {"user": "要带啥", "item": "hpf-withdraw-purchase", "must": ["项材料"]})
+
+
+def test_a_question_naming_a_material_is_answered_from_the_list(client: TestClient) -> None:
+    run(client,
+        {"user": "结婚登记要带啥", "item": "marriage-registration"},
+        {"user": "照片要几张", "item": "marriage-registration", "must": ["3份"]},
+        {"user": "能手机上弄吗", "item": "marriage-registration", "must": ["网上"]})
+    run(client,
+        {"user": "残疾证咋办", "item": "disability-certificate"},
+        {"user": "要几张照片", "item": "disability-certificate", "must": ["4份"]})
+
+
+def test_an_opener_carrying_an_item_specific_question_gets_it_answered(
+        client: TestClient) -> None:
+    run(client,
+        {"user": "孩子都两岁了 育儿补贴还能领不", "item": "childcare-subsidy",
+         "must": ["3600", ["剩余", "折算"]]})
+    run(client,
+        {"user": "养老保险交了12年 到岁数能退休领钱不", "item": "pension-claim",
+         "must": ["还不满"]})
