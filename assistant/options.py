@@ -101,6 +101,11 @@ def match(text: str, options: list[Option], cues: DialogueCues) -> Match | None:
                  if any(w in x for x in (o.label, *o.synonyms) for w in case_words)]
         if len(cases) == 1:
             return Match(cases[0], True, "fact")
+    # "别人" in an option's words stands for any person ("转给别人经营" ← "转给我弟弟经营").
+    anyone = [o.id for o in options
+              if any(p.search(t) for p in _person_patterns((o.label, *o.synonyms)))]
+    if len(anyone) == 1:
+        return Match(anyone[0], True, "synonym")
     # A distinctive part of one label said in so many words ("我老伴是残疾人" → 有残疾人).
     parts = {o.id: _parts(o.label) for o in options}
     said_parts = [oid for oid, ps in parts.items()
@@ -120,6 +125,21 @@ def reason_words(text: str, cues: DialogueCues) -> list[str]:
     reasons = [v for (slot, v) in cues.variants
                if slot == "reason" and cues.act(f"reason_{v}", text)]
     return cues.variants[("reason", reasons[0])] if len(reasons) == 1 else []
+
+
+_ANYONE = re.compile(r"别人|他人")
+_PERSON = (r"(别人|他人|(我|俺|他|她)?(家)?(弟弟|哥哥|姐姐|妹妹|弟|哥|姐|妹|儿子|闺女|女儿|孙子|"
+           r"亲戚|朋友|同学|老伴|对象|爸|妈|孩子|小舅子|外甥|侄子))")
+
+
+def _person_patterns(phrases: tuple[str, ...]) -> list[re.Pattern[str]]:
+    out = []
+    for phrase in phrases:
+        for part in _SPLIT.split(phrase.lower()):
+            if _ANYONE.search(part) and len(part) >= 4:
+                bits = _ANYONE.split(part)
+                out.append(re.compile(_PERSON.join(re.escape(b) for b in bits)))
+    return out
 
 
 def _parts(label: str) -> list[str]:

@@ -250,3 +250,14 @@ def test_another_question_answered_while_a_guess_awaits_confirmation(
         {"user": "俺俩没扯证", "must": ["随父亲还是随母亲"]},
         {"user": "随我户口", "must": [["您是说", "没太听明白"]]},  # 我: father or mother?
         {"user": other, "must": ["民族不同", ETHNIC_FORM, "随父亲还是随母亲"]})
+
+
+@pytest.mark.parametrize("opener", ["个体户想转给我弟弟经营 能直接变更不",
+                                    "个体户变更登记 店兑给我小舅子了",
+                                    "个体户转给我闺女经营了 要变更吧"])
+def test_a_person_named_fits_an_option_that_says_someone_else(client: TestClient,
+                                                              opener: str) -> None:
+    run(client,
+        {"user": opener, "item": "individual-business-change"},
+        {"user": "要带啥", "item": "individual-business-change",
+         "must_not": ["要变更什么"]})
