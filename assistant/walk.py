@@ -160,6 +160,10 @@ def finish(conv: Conversation, ctx: Ctx, out: Outcome) -> None:
             lines.append(f"{title}：" + "、".join(cl[key]))
     lines.append(f"还缺{len(cl['to_get'])}项，备齐再去办。" if cl.get("to_get")
                  else "材料都准备齐了，可以去办了。")
+    for ref, state in walk.answers.items():  # where to get what is still missing
+        mat = ctx.guide.materials.get(ref)
+        if state == "missing" and mat is not None:
+            lines.append(f"· {book(mat.name)}：{mat.how_to_get}")
     lines.append(f"在哪办：{e.where.text}" if e else "")
     snap = snapshot(conv, ctx, walk.entry_id) or {}
     out.say("\n".join(x for x in lines if x), (), {

@@ -261,3 +261,13 @@ def test_a_person_named_fits_an_option_that_says_someone_else(client: TestClient
         {"user": opener, "item": "individual-business-change"},
         {"user": "要带啥", "item": "individual-business-change",
          "must_not": ["要变更什么"]})
+
+
+@pytest.mark.parametrize("missing", ["没有", "还没有", "这个没带"])
+def test_the_end_of_the_walk_says_where_to_get_what_is_missing(client: TestClient,
+                                                               missing: str) -> None:
+    run(client,
+        {"user": "新身份证没下来 想办个临时的", "item": "temp-id-card"},
+        {"press": "逐项核对材料", "must": ["（1/"]},
+        {"user": missing},
+        {"user": "有", "must": ["还缺1项", "· 《"]})
