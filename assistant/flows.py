@@ -680,13 +680,6 @@ def _situation_answer(conv: Conversation, text: str, cmd: tuple[str, str] | None
             out.say("".join(other))
             situations.ask(conv, item, sid, out, again=True)
             return True
-        e = _entry(ctx, conv)
-        other = [] if conv.confirm or e is None or match(text, opts, ctx.cues) \
-            else situations.from_text(conv, e, text, ctx)
-        if other:  # "不是公务员" while asked the age: that question answered, this one again
-            out.say("".join(other))
-            situations.ask(conv, item, sid, out, again=True)
-            return True
         chosen = _resolve(conv, text, cmd, u, opts, ctx, out, kind="sit")
         if chosen is None:
             if out.replies:
