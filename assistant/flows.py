@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import re
 
-from assistant import answers, choose, closing, members, situations, walk
-from assistant import checklist as checklists
+from assistant import answers, choose, closing, listing, members, situations, walk
 from assistant.context import BRACKET, Ctx, Outcome, PlaceAware, family_key
 from assistant.model import Button, Conversation, ConversationMode, Stage
 from assistant.options import Option, match
 from assistant.render import (
     CARD_BUTTONS,
-    HOTLINE,
     Entry,
     applicable,
     book,
     card,
     card_text,
     caveat,
-    material_line,
     situations_needed,
 )
 from assistant.store import Event
@@ -235,12 +232,6 @@ def _remember(conv: Conversation, u: Understood) -> list[str]:
     return new
 
 
-def _facts_line(conv: Conversation, ctx: Ctx) -> str | None:
-    if not conv.slots:
-        return None
-    return "按您说的：" + "、".join(ctx.cues.label(k, v) for k, v in conv.slots.items())
-
-
 def _names_other(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
     """Does the turn strongly name an item other than the current one?"""
     if not u.hits:
@@ -301,7 +292,7 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
     if set(topics) <= {"materials"} and (settled := situations.from_text(conv, e, u.normalized,
                                                                           ctx)):
         out.say("".join(settled))  # "商贷", "没办公证": a 办事情形 answered before it is asked
-        _materials_list(conv, e, ctx, out)
+        listing.materials_list(conv, e, ctx, out)
         return True
     named = ctx.cues.materials_named(u.normalized)
     # the guide's own sentence for this question ("这钱要交税不", "有效期多久"), if one fits
@@ -330,7 +321,7 @@ def _follow_up(conv: Conversation, e: Entry, u: Understood, ctx: Ctx, out: Outco
         if conv.walk is None or conv.walk.done:
             # "我自己去", "房子是租的": what that means for the citizen is what to bring
             out.say(line + "按您的情况，要准备的材料如下：")
-            _materials_list(conv, e, ctx, out)
+            listing.materials_list(conv, e, ctx, out)
         else:
             out.say(line, (Button("继续核对", "/walk"),))
         return True
@@ -345,7 +336,7 @@ def answer(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx, out: O
     elif topic == "fee":
         out.say(f"{name}收费：{e.fee.text}" + (f"\n{note}" if note else ""))
     elif topic == "location":
-        _where(conv, e, ctx, out)
+        listing.where(conv, e, ctx, out)
     elif topic == "online":
         out.say(answers.online_answer(e))
     elif topic == "conditions":
@@ -353,57 +344,9 @@ def answer(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx, out: O
         out.say(f"{name}谁能办：{'、'.join(a.value for a in e.audience)}\n" + "\n".join(
             f"· {c}" for c in conds[:4]))
     elif topic == "materials":
-        _materials_list(conv, e, ctx, out, text)
+        listing.materials_list(conv, e, ctx, out, text)
     else:
         answers.answer_topic(conv, e, topic, text, ctx, out)
-
-
-def _where(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> None:
-    if conv.place and ctx.places is not None:
-        scoped = ctx.places.locate(e, conv.place)
-        if scoped:
-            out.say("\n".join([*scoped, f"咨询电话：{e.phone or HOTLINE}"]))
-            return
-    lines = [f"“{e.name}”在哪办：{e.where.text}"]
-    points = [p for p in ctx.guide.service_points.values()
-              if e.id in p.items or p.point_type == e.where.point_type][:2]
-    for p in points:
-        mark = "（示例地址，待核实）" if p.placeholder else ""
-        lines.append(f"· {p.name}：{p.address}{mark}，{p.hours}")
-    lines.append(f"咨询电话：{e.phone or HOTLINE}")
-    out.say("\n".join(lines))
-
-
-def _materials_list(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome,
-                    text: str = "") -> None:
-    """The whole list at once (what depends on the citizen's situation is marked), then
-    the first open 办事情形 question, whose answer narrows it."""
-    situations.settle(conv, e, ctx, out, text)
-    nxt = situations.next_situation(conv, e, ctx)
-    mats = applicable(ctx.guide, e, conv.situations)
-    lines = [f"“{e.name}”需要{len(mats)}项材料："]
-    if isinstance(e, Bundle):  # grouped by member item; a shared material under its first
-        n = 0
-        for item in [ctx.guide.items[m] for m in e.members if m in ctx.guide.items]:
-            own = [m for m in mats if m.used_by and m.used_by[0] == item.id]
-            if own:
-                lines.append(f"【{item.name}】")
-                for m in own:
-                    n += 1
-                    lines.append(f"{n}. {material_line(ctx.guide, m)}")
-    else:
-        lines += [f"{i}. {material_line(ctx.guide, m)}" for i, m in enumerate(mats, 1)]
-    facts = _facts_line(conv, ctx)
-    if facts:
-        lines.append(facts)
-    # On the web page the checklist card (print, share to a phone) stands for the text.
-    out.say("\n".join(x for x in lines if x),
-            (Button("逐项核对材料", "/walk"), Button("在哪办", "/where"), Button("转人工", "/human")),
-            checklists.card(conv, ctx, e.id))
-    if nxt is not None:
-        out.say("标“特定情形需要”的，要看您的具体情况：")
-        conv.after_situation = "list"
-        situations.ask(conv, nxt[0], nxt[1], out)
 
 
 def _variant_switch(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> bool:
@@ -490,7 +433,7 @@ def _present(conv: Conversation, entry: Entry, topics: list[str], ctx: Ctx, out:
         situations.from_text(conv, entry, text, ctx)
     mats = applicable(ctx.guide, entry, conv.situations)
     body = card_text(ctx.guide, entry, len(mats))
-    facts = _facts_line(conv, ctx)
+    facts = listing.facts_line(conv, ctx)
     extra = [x for x in (lead, body, facts) if x]
     buttons: tuple[Button, ...] = CARD_BUTTONS
     if isinstance(entry, ServiceItem):
@@ -637,11 +580,11 @@ def _button(conv: Conversation, cmd: tuple[str, str], ctx: Ctx, out: Outcome) ->
         out.say("请先说说您要办什么事。", closing.suggestion_buttons(ctx))
         return
     if name == "materials":
-        _materials_list(conv, e, ctx, out)
+        listing.materials_list(conv, e, ctx, out)
     elif name == "walk":
         _start_walk(conv, e, ctx, out)
     elif name == "where":
-        _where(conv, e, ctx, out)
+        listing.where(conv, e, ctx, out)
     else:
         out.say("这个按钮已失效，请直接说说您想问什么。")
 
@@ -718,7 +661,7 @@ def _after_situation(conv: Conversation, e: Entry, ctx: Ctx, out: Outcome) -> No
     if conv.after_situation == "walk":
         _start_walk(conv, e, ctx, out)
     else:
-        _materials_list(conv, e, ctx, out)
+        listing.materials_list(conv, e, ctx, out)
 
 
 # --- materials walkthrough ---------------------------------------------------------------
