@@ -27,7 +27,8 @@ _HIDES = (
     ("weekend", "conditions"), ("amount", "time"), ("amount", "fee"), ("progress", "time"),
     ("expired", "time"), ("offsite", "location"), ("proxy", "conditions"),
     ("lost", "materials"), ("expedite", "time"), ("mail", "online"), ("validity", "time"),
-    ("validity", "advance"), ("payout", "location"),
+    ("validity", "advance"), ("payout", "location"), ("frequency", "time"),
+    ("frequency", "advance"), ("frequency", "materials"),
 )
 
 

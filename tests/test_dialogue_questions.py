@@ -113,3 +113,19 @@ def test_an_opener_carrying_an_item_specific_question_gets_it_answered(
     run(client,
         {"user": "养老保险交了12年 到岁数能退休领钱不", "item": "pension-claim",
          "must": ["还不满"]})
+
+
+def test_how_often_is_answered_from_the_sentence_that_says_it(client: TestClient) -> None:
+    item = "pension-qualification-certification"
+    run(client,
+        {"user": "养老金认证咋做", "item": item},
+        {"user": "多长时间认证一回", "item": item, "must": ["每年"], "must_not": ["多久办好"]},
+        {"user": "认证多久做一次", "item": item, "must": ["每年"]},
+        {"user": "一年要认证几次", "item": item, "must": ["每年"]})
+    run(client,
+        {"user": "居住证咋办", "item": "residence-permit"},
+        {"user": "居住证每年还要弄啥不", "item": "residence-permit", "must": ["签注"]},
+        {"user": "多久签一次", "item": "residence-permit", "must": ["签注"]})
+    run(client,
+        {"user": "车船税在哪交", "item": "vehicle-vessel-tax"},
+        {"user": "电车要交不", "item": "vehicle-vessel-tax", "must": ["不征"]})
