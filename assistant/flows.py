@@ -97,12 +97,14 @@ def _asked_human(cmd: tuple[str, str] | None, u: Understood) -> bool:
         and not u.hits)
 
 
-def _real_question(conv: Conversation, u: Understood, ctx: Ctx) -> bool:
+def _real_question(conv: Conversation, u: Understood, ctx: Ctx, *, worded: bool = False) -> bool:
     """A question that deserves an answer even while the bot waits for something else
-    (a rating's comment, a place in the human queue)."""
+    (a rating's comment, a place in the human queue). ``worded``: only a question in so
+    many words counts — a comment that mentions a topic ("窗口让我留了电话") is a comment."""
     if u.hits and u.hits[0].score >= SWITCH_SCORE:
         return True
-    return bool((_QUESTION.search(u.normalized) or u.topics) and (u.hits or conv.current))
+    asks = _QUESTION.search(u.normalized) or (u.topics and not worded)
+    return bool(asks and (u.hits or conv.current))
 
 
 def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Understood,
@@ -115,7 +117,7 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
     if conv.stage is Stage.RATING and not asked_human and closing.rating(conv, text, cmd, out):
         return
     if conv.stage is Stage.COMMENT and not asked_human:
-        if cmd or not _real_question(conv, u, ctx):
+        if cmd or not _real_question(conv, u, ctx, worded=True):
             closing.comment(conv, text, u, ctx, out)
             return
         conv.stage = Stage.IDLE  # "社保卡丢了咋整" after a rating is a question, not a comment
