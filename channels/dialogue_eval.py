@@ -95,6 +95,11 @@ def _reply_text(replies: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+# Plain names a dialogue may use for the conversation's mode (the API's are upper case).
+MODE_NAMES = {"bot": "BOT", "waiting": "WAITING_AGENT", "queued": "WAITING_AGENT",
+              "agent": "WITH_AGENT", "with_agent": "WITH_AGENT", "closed": "CLOSED"}
+
+
 def check_turn(turn: dict[str, Any], reply: str, item: str | None, mode: str) -> list[str]:
     reasons = []
     for req in turn.get("must") or []:
@@ -107,7 +112,7 @@ def check_turn(turn: dict[str, Any], reply: str, item: str | None, mode: str) ->
     want = [turn["item"]] if turn.get("item") else list(turn.get("any_item") or [])
     if want and item not in want:
         reasons.append(f"item:{item}≠{'|'.join(want)}")
-    if turn.get("mode") and turn["mode"] != mode:
+    if turn.get("mode") and MODE_NAMES.get(turn["mode"].lower(), turn["mode"]) != mode:
         reasons.append(f"mode:{mode}≠{turn['mode']}")
     if not turn.get("fallback_ok") and any(m in reply for m in FALLBACK_MARKERS):
         reasons.append("fallback")

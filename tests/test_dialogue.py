@@ -184,3 +184,10 @@ def test_bundled_dialogue_sets_parse_and_cover_every_kind() -> None:
     for kind in KINDS:
         assert sum(kind in d["kinds"] for d in dev) >= 15, kind
         assert sum(kind in d["kinds"] for d in blind) >= 5, kind
+
+
+def test_check_turn_reads_plain_mode_names() -> None:
+    assert not check_turn({"mode": "waiting"}, "排队中", None, "WAITING_AGENT")
+    assert not check_turn({"mode": "WAITING_AGENT"}, "排队中", None, "WAITING_AGENT")
+    assert check_turn({"mode": "waiting"}, "您好", None, "BOT") == ["mode:BOT≠waiting"]
+    assert check_turn({"mode": "bot"}, "排队中", None, "WAITING_AGENT") == ["mode:WAITING_AGENT≠bot"]
