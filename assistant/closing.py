@@ -110,14 +110,16 @@ def comment(conv: Conversation, text: str, u: Understood, ctx: Ctx, out: Outcome
     return out
 
 
-def handoff(conv: Conversation, out: Outcome, reason: str) -> Outcome:
+def handoff(conv: Conversation, out: Outcome, reason: str, hours: str | None = None) -> Outcome:
+    """Into the human queue. ``hours``: the configured office hours in words (the desk
+    then tells whether anyone is on duty now); without them, the placeholder."""
     if conv.mode is ConversationMode.BOT:
         conv.transition(ConversationMode.WAITING_AGENT)
     conv.stage = Stage.IDLE
     out.events.append(Event("mode", {"mode": conv.mode.value, "reason": reason}))
     lead = "很抱歉给您带来不便。" if reason == "complaint" else ""
     out.say(
-        f"{lead}已为您转人工帮办，请稍候。\n人工服务时间：{DESK_HOURS}。"
+        f"{lead}已为您转人工帮办，请稍候。\n人工服务时间：{hours or DESK_HOURS}。"
         f"\n您可以先留言，帮办人员上线后会看到；排队时也可以继续问我。急事请拨打政务服务便民热线 {HOTLINE}。",
         (Button("返回机器人", "/bot"),),
     )

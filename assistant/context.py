@@ -49,6 +49,7 @@ class Ctx:
     families: dict[str, list[str]] = field(default_factory=dict)  # family key -> entry ids
     terms: dict[str, list[str]] = field(default_factory=dict)  # entry id -> mention terms
     bundles_of: dict[str, list[str]] = field(default_factory=dict)  # item id -> bundle ids
+    desk_hours: str | None = None  # the desk's office hours in words (DAOBAN_OFFICE_HOURS)
 
     def __post_init__(self) -> None:
         entries: list[Entry] = [*self.guide.items.values(), *self.guide.bundles.values()]

@@ -124,7 +124,7 @@ def _turn(conv: Conversation, text: str, cmd: tuple[str, str] | None, u: Underst
     if asked_human or (not cmd and intent == "complain" and u.intent.confidence >= 0.5
                        and not u.hits):
         closing.handoff(conv, out, "complaint" if intent == "complain" and not cmd
-                        else "requested")
+                        else "requested", ctx.desk_hours)
         return
     if conv.stage in (Stage.RATING, Stage.COMMENT):
         conv.stage = Stage.IDLE

@@ -134,10 +134,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return wechat if channel == "wechat" else callback if channel == "rasa" else None
 
     idle = timedelta(minutes=settings.agent_idle_minutes)
+    hours = settings.desk_hours()
+    if hours is not None:  # the bot's 转人工 reply names the configured hours too
+        services.assistant.ctx.desk_hours = hours.describe()
     desk = AgentDesk(services.assistant, SqlAgentStore(engine, idle), bus,
                      wait_limit=settings.agent_wait_limit, grace=settings.agent_grace_seconds,
                      lease=settings.agent_lease_seconds, sink=sink,
-                     hours=settings.desk_hours(), away_after=settings.agent_away_seconds)
+                     hours=hours, away_after=settings.agent_away_seconds)
     try:
         await desk.heartbeat()  # the lease exists before the first console socket
     except SQLAlchemyError:

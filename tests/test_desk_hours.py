@@ -266,3 +266,14 @@ def test_by_default_a_lost_console_is_noticed_within_ten_seconds() -> None:
     # Silent past the timeout, noticed at the next ping at the latest.
     assert s.agent_ping_timeout + s.agent_ping_seconds <= 10
     assert s.agent_away_seconds + s.agent_sweep_seconds <= 5  # then the citizen is told
+
+
+def test_the_bots_handoff_reply_names_the_configured_hours(tmp_path: Path) -> None:
+    from assistant.closing import DESK_HOURS
+    from tests.harness import rest_client
+
+    with rest_client(tmp_path, "hours-reply", office_hours=RULES) as c:
+        r = c.post("/webhooks/rest/webhook", json={"sender": "hrs", "message": "转人工"})
+        text = "\n".join(m.get("text", "") for m in r.json())
+    described = OfficeHours.parse(RULES, "", "", "Asia/Shanghai").describe()
+    assert described in text and DESK_HOURS not in text, text
