@@ -25,6 +25,7 @@ from assistant.render import (
     online_channels,
 )
 from knowledge.schema import (
+    CORE_TOPICS,
     Answer,
     ChannelType,
     Confidence,
@@ -133,6 +134,14 @@ def best_passage(e: Entry, text: str, ctx: Ctx, topic: str = "") -> passages.Mat
         need=lambda said: ctx.cues.answers_topic(topic, said))
 
 
+def _curated(e: Entry, topics: list[str]) -> bool:
+    """A core practical question (代办, 本人到场, 提前, 加急, 邮寄, 异地) the entry's own
+    ``answers`` record settles — known, or explicitly unknown: that record, written for
+    exactly this question with its source, answers it (an unknown one honestly)."""
+    core = {t.value for t in CORE_TOPICS}
+    return any(t in core and e.answers.get(Topic(t)) is not None for t in topics)
+
+
 def prefer_passage(e: Entry, topics: list[str], text: str, ctx: Ctx, *, asks: bool,
                    learned: bool = False) -> passages.Match | None:
     """The passage to answer with instead of ``topics``' own replies, if one fits better:
@@ -149,6 +158,8 @@ def prefer_passage(e: Entry, topics: list[str], text: str, ctx: Ctx, *, asks: bo
         return m if m is not None and m.score >= passages.STRONG and m.content else None
     if topics == ["materials"] and len(text) <= 8:
         return None  # "要带啥": the list
+    if _curated(e, topics):
+        return None
     if len(topics) == 1 and topics[0] in GENERIC:
         m = best_passage(e, _about(ctx.cues, text), ctx)
         return m if m is not None and m.score >= passages.WEAK and m.content \
@@ -250,6 +261,9 @@ def answer_topic(conv: Conversation, e: Entry, topic: str, text: str, ctx: Ctx,
         out.say(f"“{e.name}”咨询电话：{e.phone or HOTLINE}（政务服务便民热线 {HOTLINE} 全天可打）。")
         return
     a = _topic_answer(e, topic, ctx)
+    if a is not None and a.answer is Tri.UNKNOWN and _curated(e, [topic]):
+        unknown(e, topic, out, known=a.text or "")  # "指南里没有写明" + what it does say
+        return
     if a is None or a.answer is Tri.UNKNOWN:
         m = best_passage(e, text, ctx, topic)
         # a sentence that says what is asked ("有效期5年" for 有效期; any for a topic
