@@ -116,7 +116,10 @@ class JsonLogs:
                 logger.setLevel(logging.INFO)
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             for h in logging.getLogger(name).handlers:
-                self._formatters.append((h, h.formatter))
+                # A handler shared by two of these loggers (or with the root logger) is
+                # recorded once, with its own formatter, or removal would restore ours.
+                if all(h is not seen for seen, _ in self._formatters):
+                    self._formatters.append((h, h.formatter))
                 h.setFormatter(self.handler.formatter)
 
     def remove(self) -> None:

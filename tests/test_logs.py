@@ -73,3 +73,23 @@ async def test_the_id_follows_into_worker_threads() -> None:
     finally:
         REQUEST_ID.reset(token)
     assert request_id("x" * 65) != "x" * 65 and request_id("ok-1") == "ok-1"
+
+
+def test_a_handler_shared_by_uvicorns_loggers_gets_its_own_formatter_back() -> None:
+    from channels.logs import JsonLogs
+
+    shared = logging.StreamHandler()
+    plain = logging.Formatter("%(message)s")
+    shared.setFormatter(plain)
+    loggers = [logging.getLogger("uvicorn"), logging.getLogger("uvicorn.access")]
+    for lg in loggers:
+        lg.addHandler(shared)
+    try:
+        logs = JsonLogs()
+        logs.install()
+        assert isinstance(shared.formatter, JsonFormatter)
+        logs.remove()
+        assert shared.formatter is plain
+    finally:
+        for lg in loggers:
+            lg.removeHandler(shared)
