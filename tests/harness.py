@@ -49,6 +49,17 @@ def app_for(settings: Any) -> Any:
     return create_app(settings, Services(settings, assistant, "test"))
 
 
+def play_turns(client: TestClient, *turns: dict[str, Any]) -> None:
+    """Plays ``turns`` (the dialogue-set format, docs/dialogue.md) as one conversation
+    through the REST API and fails with every turn that missed, and its reply."""
+    from channels.dialogue_eval import Report, play  # channels build on everything above
+
+    results = play(client, {"id": "t", "turns": list(turns)}, Report())
+    bad = [f"#{r.index} 「{r.user[:40]}」 {r.reasons}\n  {r.reply[:500]}"
+           for r in results if not r.ok]
+    assert not bad, "\n".join(bad)
+
+
 @contextmanager
 def rest_client(folder: Path, name: str, **options: Any) -> Iterator[TestClient]:
     """The real app over a SQLite database in ``folder`` and the shared understanding

@@ -9,12 +9,12 @@ forbidden one, the wrong current item, the wrong mode, or a generic fallback.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.dialogue_eval import Report, check_turn, play, read_dialogues
+from channels.dialogue_eval import check_turn, read_dialogues
+from tests.harness import play_turns as run
 from tests.harness import rest_client, rest_conversation
 
 
@@ -22,13 +22,6 @@ from tests.harness import rest_client, rest_conversation
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with rest_client(tmp_path_factory.mktemp("dialogue"), "d") as c:
         yield c
-
-
-def run(client: TestClient, *turns: dict[str, Any]) -> None:
-    results = play(client, {"id": "t", "turns": list(turns)}, Report())
-    bad = [f"#{r.index} 「{r.user[:40]}」 {r.reasons}\n  {r.reply[:400]}"
-           for r in results if not r.ok]
-    assert not bad, "\n".join(bad)
 
 
 def test_short_follow_up_stays_on_the_current_item(client: TestClient) -> None:

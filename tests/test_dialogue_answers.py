@@ -9,12 +9,11 @@ fallback.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.dialogue_eval import Report, play
+from tests.harness import play_turns as run
 from tests.harness import rest_client
 
 BIRTH = "hukou-birth-registration"
@@ -25,13 +24,6 @@ ETHNIC_FORM = "民族成份确认书"
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with rest_client(tmp_path_factory.mktemp("answers"), "a") as c:
         yield c
-
-
-def run(client: TestClient, *turns: dict[str, Any]) -> None:
-    results = play(client, {"id": "t", "turns": list(turns)}, Report())
-    bad = [f"#{r.index} 「{r.user[:40]}」 {r.reasons}\n  {r.reply[:500]}"
-           for r in results if not r.ok]
-    assert not bad, "\n".join(bad)
 
 
 # --- a fact stated with the question settles the 办事情形 it answers -----------------------

@@ -9,12 +9,11 @@ the same checker as ``daoban eval --dialogues``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from channels.dialogue_eval import Report, play
+from tests.harness import play_turns as run
 from tests.harness import rest_client
 
 
@@ -22,13 +21,6 @@ from tests.harness import rest_client
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with rest_client(tmp_path_factory.mktemp("questions"), "q") as c:
         yield c
-
-
-def run(client: TestClient, *turns: dict[str, Any]) -> None:
-    results = play(client, {"id": "t", "turns": list(turns)}, Report())
-    bad = [f"#{r.index} 「{r.user[:40]}」 {r.reasons}\n  {r.reply[:400]}"
-           for r in results if not r.ok]
-    assert not bad, "\n".join(bad)
 
 
 def test_an_item_specific_question_gets_the_faq_answer(client: TestClient) -> None:
